@@ -1,0 +1,314 @@
+"""``AsyncGPTunnel``: configuration, the HTTP client it owns, and the one ``request()`` path.
+
+Every API call goes through ``request()``, which adds auth, gates concurrency so httpx's pool
+never queues, retries what is safe to retry (see ``_retry``), and turns failures into typed
+errors. Resources (``client.media`` ...) are thin layers that build bodies and parse models.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import platform
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import httpx
+
+from ._errors import APIConnectionError, APIResponseValidationError, APITimeoutError, GPTunnelError
+from ._logs import logger, redact, register_secret, unregister_secret
+from ._response import body_failure, decode_json, error_from_response
+from ._retry import (
+    RequestKind,
+    RetryPolicy,
+    decide_on_exception,
+    decide_on_status,
+    parse_retry_after,
+)
+from ._version import __version__
+from .poller.policy import AdaptivePolicy, PollPolicy
+from .resources.media import MediaResource
+
+DEFAULT_BASE_URL = "https://gptunnel.ru"
+DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+DEFAULT_MAX_RETRIES = 2
+DEFAULT_MAX_CONNECTIONS = 64
+#: Bodies of API responses larger than this are refused (they are small JSON documents).
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+
+API_KEY_ENV = "GPTUNNEL_API_KEY"
+BASE_URL_ENV = "GPTUNNEL_BASE_URL"
+
+
+class ConfigurationError(GPTunnelError, ValueError):
+    """The client cannot be set up as asked (no key, a malformed or insecure base URL)."""
+
+
+def is_loopback_host(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _normalise_base_url(raw: str) -> str:
+    url = raw.strip().rstrip("/")
+    if url.endswith("/v1"):
+        url = url[: -len("/v1")]
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"base_url must be an absolute http(s) URL, got {raw!r}")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ConfigurationError(
+            f"refusing plain-http base_url {raw!r}: the API key would travel unencrypted; "
+            "use https (plain http is allowed only for loopback, e.g. the emulator)"
+        )
+    return url
+
+
+def _user_agent() -> str:
+    return (
+        f"gptunnel-async/{__version__} python/{platform.python_version()} httpx/{httpx.__version__}"
+    )
+
+
+class AsyncGPTunnel:
+    """Async client for the GPTunnel API. Use as ``async with AsyncGPTunnel() as client:``.
+
+    ``api_key`` and ``base_url`` fall back to ``GPTUNNEL_API_KEY`` and ``GPTUNNEL_BASE_URL``.
+    An ``http_client`` passed in stays the caller's: the client will not close it.
+    ``max_connections`` bounds simultaneous requests (and sizes the pool it creates).
+    """
+
+    media: MediaResource
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        retry_policy: RetryPolicy | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        poll_policy: PollPolicy | None = None,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        if not key or not key.strip():
+            raise ConfigurationError(
+                f"No API key: pass api_key=... or set the {API_KEY_ENV} environment variable "
+                "(to try without a key, run against the emulator: gptunnel_async.testing)"
+            )
+        if any(c in key for c in "\r\n"):
+            raise ConfigurationError("the API key contains a line break")
+        if max_connections < 1:
+            raise ConfigurationError("max_connections must be >= 1")
+        self._api_key = key.strip()
+        register_secret(self._api_key)
+        self.base_url = _normalise_base_url(
+            base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+        )
+        self.retry_policy = retry_policy or RetryPolicy(max_retries=max_retries)
+        self.max_connections = max_connections
+        self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(
+            timeout=self.timeout,
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            transport=transport,
+            follow_redirects=False,
+        )
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._closed = False
+        self._headers = {
+            "Authorization": self._api_key,
+            "User-Agent": _user_agent(),
+            "Accept": "application/json",
+        }
+        #: The schedule every wait and poller of this client shares (and teaches).
+        self.poll_policy: PollPolicy = poll_policy or AdaptivePolicy()
+        self.media = MediaResource(self)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> AsyncGPTunnel:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close what this client opened (an ``http_client`` passed in is left open)."""
+        if self._closed:
+            return
+        self._closed = True
+        unregister_secret(self._api_key)
+        if self._owns_http:
+            await self._http.aclose()
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def __repr__(self) -> str:
+        return f"AsyncGPTunnel(base_url={self.base_url!r}, api_key='<redacted>')"
+
+    @property
+    def http_client(self) -> httpx.AsyncClient:
+        return self._http
+
+    # -- the one request path ------------------------------------------------------------------
+
+    def _gate(self) -> anyio.CapacityLimiter:
+        # Created lazily: anyio primitives need a running event loop to pick their backend.
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.max_connections)
+        return self._limiter
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        kind: RequestKind = RequestKind.READ,
+        task_id: str | None = None,
+        max_retries: int | None = None,
+    ) -> Any:
+        """Send one API request (retrying what is safe) and return its decoded JSON body.
+
+        ``kind=RequestKind.CREATE`` marks a billed, non-idempotent request: it is re-sent only
+        when it certainly did not reach the server. ``max_retries`` overrides the policy (the
+        poller passes 0 and schedules its own retries).
+        """
+        if self._closed:
+            raise GPTunnelError("this AsyncGPTunnel client is closed")
+        policy = self.retry_policy
+        retries_left = policy.max_retries if max_retries is None else max_retries
+        delays = policy.delays()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._send_once(method, path, params, json, kind, task_id)
+            except _Retryable as retryable:
+                if retries_left <= 0:
+                    raise retryable.error from None
+                retries_left -= 1
+                delay = policy.delay_for(retryable.retry_after, next(delays))
+                logger.debug(
+                    "retrying %s %s in %.2fs (attempt %d failed: %s)",
+                    method, path, delay, attempt, retryable.reason,
+                )  # fmt: skip
+                await anyio.sleep(delay)
+
+    async def _send_once(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json_body: Any,
+        kind: RequestKind,
+        task_id: str | None,
+    ) -> Any:
+        url = self.base_url + path
+        started = time.perf_counter()
+        async with self._gate():
+            try:
+                async with self._http.stream(
+                    method, url, params=params, json=json_body, headers=self._headers
+                ) as response:
+                    content = await _read_capped(response, MAX_RESPONSE_BYTES)
+            except httpx.TransportError as exc:
+                decision = decide_on_exception(kind, exc)
+                cls = (
+                    APITimeoutError
+                    if isinstance(exc, httpx.TimeoutException)
+                    else APIConnectionError
+                )
+                detail = redact(str(exc) or type(exc).__name__, self._api_key)
+                failure = cls(
+                    f"{method} {path} failed: {type(exc).__name__}: {detail}",
+                    method=method,
+                    path=path,
+                    task_id=task_id,
+                    may_have_been_created=decision.may_have_been_created,
+                )
+                logger.debug("%s %s failed: %s", method, path, decision.reason)
+                if decision.retry:
+                    raise _Retryable(failure, decision.reason, None) from exc
+                raise failure from exc
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        status = response.status_code
+        logger.debug("%s %s → %d in %.0f ms", method, path, status, elapsed_ms)
+        if status < 300:
+            try:
+                body = decode_json(content)
+            except ValueError:
+                raise APIResponseValidationError(
+                    f"{method} {path} → HTTP {status} with a body that is not JSON "
+                    f"({response.headers.get('content-type', 'no content type')})",
+                    method=method,
+                    path=path,
+                    status_code=status,
+                    task_id=task_id,
+                ) from None
+            if not body_failure(body):
+                return body
+        decision = decide_on_status(kind, status if status >= 300 else 400)
+        error = error_from_response(
+            status_code=status,
+            headers=response.headers,
+            content=content,
+            method=method,
+            path=path,
+            task_id=task_id,
+            may_have_been_created=decision.may_have_been_created,
+            secret=self._api_key,
+        )
+        if decision.retry:
+            raise _Retryable(error, decision.reason, parse_retry_after(response.headers))
+        raise error
+
+
+class _Retryable(Exception):
+    """Internal: a failed attempt that policy allows to repeat."""
+
+    def __init__(self, error: GPTunnelError, reason: str, retry_after: float | None) -> None:
+        super().__init__(reason)
+        self.error = error
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    declared = response.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise APIResponseValidationError(
+            f"response body of {declared} bytes exceeds the {limit}-byte limit"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise APIResponseValidationError(f"response body exceeds the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)

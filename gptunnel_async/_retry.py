@@ -1,0 +1,130 @@
+"""When to retry a request and how long to wait first. Pure functions, no I/O.
+
+The one rule that matters most: a create is billed and not idempotent, so it is retried only when
+the request *certainly* did not reach the server — the connection was never made (refused,
+connect timeout), no pooled connection was free (pool timeout), or the server answered 429 and so
+did not create anything. After a read timeout, a dropped connection or a 5xx the task may exist;
+the create is not re-sent and the error says so.
+
+Delays come from ``backoff``'s wait generators and jitter (``backoff.expo``, ``full_jitter``).
+Its decorators are not used: their async variant sleeps with ``asyncio.sleep`` and so cannot run
+under trio; the client's loop sleeps through anyio instead.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import math
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import backoff
+import httpx
+
+RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+class RequestKind(enum.Enum):
+    """Whether repeating a request is harmless (``READ``) or may bill twice (``CREATE``)."""
+
+    READ = "read"
+    CREATE = "create"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How many times and how patiently to retry. ``max_retries`` counts re-sends, not tries."""
+
+    max_retries: int = 2
+    initial_delay: float = 0.5
+    max_delay: float = 8.0
+    retry_after_cap: float = 60.0
+    jitter: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        if not (0 <= self.initial_delay <= self.max_delay):
+            raise ValueError("need 0 <= initial_delay <= max_delay")
+        if self.retry_after_cap < 0:
+            raise ValueError("retry_after_cap must be >= 0")
+
+    def delays(self) -> Iterator[float]:
+        """Backoff delays for successive retries (without a server hint)."""
+        gen = backoff.expo(base=2, factor=self.initial_delay, max_value=self.max_delay)
+        next(gen)  # backoff's generators yield once before the first value
+        for value in gen:
+            yield backoff.full_jitter(value) if self.jitter else value
+
+    def delay_for(self, retry_after: float | None, backoff_delay: float) -> float:
+        """The server's ``Retry-After`` wins (capped); otherwise the backoff delay."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.retry_after_cap)
+        return backoff_delay
+
+
+@dataclass(frozen=True)
+class RetryDecision:
+    retry: bool
+    reason: str
+    may_have_been_created: bool = field(default=False)
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms``, ``Retry-After`` (seconds or HTTP-date), or None."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    raw_ms = lowered.get("retry-after-ms")
+    if raw_ms is not None:
+        try:
+            ms = float(raw_ms)
+        except ValueError:
+            ms = math.nan
+        if math.isfinite(ms) and ms >= 0:
+            return ms / 1000.0
+    raw = lowered.get("retry-after")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if math.isfinite(seconds):
+        return max(seconds, 0.0)
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    current = time.time() if now is None else now
+    return max(when.timestamp() - current, 0.0)
+
+
+# Exceptions raised before a single byte of the request left this process.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def decide_on_exception(kind: RequestKind, exc: Exception) -> RetryDecision:
+    """Retry a transport error? Reads: any transport error. Creates: only if surely not sent."""
+    name = type(exc).__name__
+    if isinstance(exc, _NOT_SENT):
+        return RetryDecision(True, f"{name} (request not sent)")
+    if not isinstance(exc, httpx.TransportError):
+        return RetryDecision(False, name)
+    if kind is RequestKind.CREATE:
+        return RetryDecision(False, name, may_have_been_created=True)
+    return RetryDecision(True, name)
+
+
+def decide_on_status(kind: RequestKind, status_code: int) -> RetryDecision:
+    """Retry an error status? Creates only on 429 (the server created nothing)."""
+    if status_code not in RETRYABLE_STATUSES:
+        return RetryDecision(False, f"HTTP {status_code}")
+    if kind is RequestKind.CREATE and status_code != 429:
+        # A 5xx may come from a proxy after the backend created the task; 408/409/425 did not
+        # get processed, but they are not retried for a create either (keep creates simple).
+        return RetryDecision(False, f"HTTP {status_code}", may_have_been_created=status_code >= 500)
+    return RetryDecision(True, f"HTTP {status_code}")

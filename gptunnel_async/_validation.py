@@ -1,0 +1,83 @@
+"""Local checks of user input, run before a request is sent (so before anything is billed).
+
+A known model with a wrong ``ar`` or too many ``images`` fails here with the allowed values; an
+unknown model id passes (the provider adds models all the time) and is sent as-is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from ._errors import InvalidInputError
+from .catalog import MODELS, ModelSpec
+
+_TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+def check_task_id(task_id: Any) -> str:
+    """A task id is a short token of letters, digits, ``-`` and ``_`` (24 hex in practice)."""
+    if not isinstance(task_id, str) or not _TASK_ID.match(task_id):
+        shown = repr(task_id)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise InvalidInputError(
+            f"invalid task id {shown}: expected letters, digits, '-' or '_' (24 hex in practice)"
+        )
+    return task_id
+
+
+def check_text(name: str, value: Any, *, max_len: int | None = None) -> str:
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{name} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise InvalidInputError(f"{name} must not be empty")
+    if max_len is not None and len(value) > max_len:
+        raise InvalidInputError(f"{name} is {len(value)} characters long; the limit is {max_len}")
+    return value
+
+
+def check_images(images: Any) -> list[str] | None:
+    if images is None:
+        return None
+    if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
+        raise InvalidInputError(
+            "images must be a list of image URLs (or data: URLs), not a single "
+            f"{type(images).__name__}"
+        )
+    out: list[str] = []
+    for i, item in enumerate(images):
+        if not isinstance(item, str) or not item.strip():
+            raise InvalidInputError(f"images[{i}] must be a non-empty URL string")
+        out.append(item)
+    return out
+
+
+def _quote_all(values: Sequence[str]) -> str:
+    return ", ".join(repr(v) for v in values)
+
+
+def check_media_create(
+    model: Any, prompt: Any, ar: Any, images: Any
+) -> tuple[str, str, str | None, list[str] | None, ModelSpec | None]:
+    """Validate a media create against the catalogue; return the cleaned values and the spec."""
+    model = check_text("model", model)
+    spec = MODELS.get(model)
+    prompt = check_text("prompt", prompt, max_len=spec.prompt_max_len if spec else None)
+    if ar is not None and not isinstance(ar, str):
+        raise InvalidInputError(f"ar must be a string such as '16:9', got {type(ar).__name__}")
+    image_list = check_images(images)
+    if spec is None:
+        return model, prompt, ar, image_list, None
+    if spec.endpoint != "create":
+        raise InvalidInputError(
+            f"model {model!r} is served by /media/generate, not /media/create "
+            "(use client.media.generate_sync)"
+        )
+    if ar is not None and spec.ar is not None and ar not in spec.ar:
+        allowed = f"one of {_quote_all(spec.ar)}" if spec.ar else "no ar at all"
+        raise InvalidInputError(f"model {model!r} does not accept ar={ar!r}; it takes {allowed}")
+    if image_list and spec.max_images is not None and len(image_list) > spec.max_images:
+        allowed = f"at most {spec.max_images}" if spec.max_images else "none"
+        raise InvalidInputError(f"model {model!r} takes {allowed} image(s); got {len(image_list)}")
+    return model, prompt, ar, image_list, spec
