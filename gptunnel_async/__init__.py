@@ -22,7 +22,15 @@ from ._errors import (
 from ._retry import RetryPolicy
 from ._version import __version__
 from .catalog import MODELS, ModelSpec
-from .poller.policy import AdaptivePolicy, FixedIntervalPolicy, PollPolicy
+from .poller import (
+    AdaptivePolicy,
+    FixedIntervalPolicy,
+    MediaRequest,
+    Poller,
+    PollerClosedError,
+    PollPolicy,
+    PollResult,
+)
 from .types import MediaTask, SunoTrack, TaskState
 
 __all__ = [
@@ -42,11 +50,15 @@ __all__ = [
     "InternalServerError",
     "InvalidInputError",
     "InvalidRequestError",
+    "MediaRequest",
     "MediaTask",
     "ModelSpec",
     "NotFoundError",
     "PermissionDeniedError",
     "PollPolicy",
+    "PollResult",
+    "Poller",
+    "PollerClosedError",
     "RateLimitError",
     "RetryPolicy",
     "SunoTrack",

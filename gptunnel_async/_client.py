@@ -12,8 +12,9 @@ import os
 import platform
 import time
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -31,7 +32,11 @@ from ._retry import (
 )
 from ._version import __version__
 from .poller.policy import AdaptivePolicy, PollPolicy
+from .poller.scheduler import Poller
 from .resources.media import MediaResource
+
+if TYPE_CHECKING:
+    from .poller.limits import RequestGate
 
 DEFAULT_BASE_URL = "https://gptunnel.ru"
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
@@ -140,7 +145,7 @@ class AsyncGPTunnel:
         self.poll_policy: PollPolicy = poll_policy or AdaptivePolicy()
         self.media = MediaResource(self)
 
-    # -- lifecycle -----------------------------------------------------------------------------
+    # -- lifecycle --
 
     async def __aenter__(self) -> AsyncGPTunnel:
         return self
@@ -173,7 +178,30 @@ class AsyncGPTunnel:
     def http_client(self) -> httpx.AsyncClient:
         return self._http
 
-    # -- the one request path ------------------------------------------------------------------
+    def poller(
+        self,
+        *,
+        max_concurrency: int = 16,
+        requests_per_second: float | None = None,
+        policy: PollPolicy | None = None,
+        task_timeout: float | None = None,
+        deadline: float | None = None,
+        max_poll_failures: int = 10,
+        keep_open: bool = False,
+    ) -> Poller:
+        """A ``Poller`` for many tasks: ``async with client.poller() as p: p.add(...)``."""
+        return Poller(
+            self,
+            max_concurrency=max_concurrency,
+            requests_per_second=requests_per_second,
+            policy=policy,
+            task_timeout=task_timeout,
+            deadline=deadline,
+            max_poll_failures=max_poll_failures,
+            keep_open=keep_open,
+        )
+
+    # -- the one request path --
 
     def _gate(self) -> anyio.CapacityLimiter:
         # Created lazily: anyio primitives need a running event loop to pick their backend.
@@ -191,12 +219,15 @@ class AsyncGPTunnel:
         kind: RequestKind = RequestKind.READ,
         task_id: str | None = None,
         max_retries: int | None = None,
+        gate: RequestGate | None = None,
     ) -> Any:
         """Send one API request (retrying what is safe) and return its decoded JSON body.
 
         ``kind=RequestKind.CREATE`` marks a billed, non-idempotent request: it is re-sent only
         when it certainly did not reach the server. ``max_retries`` overrides the policy (the
-        poller passes 0 and schedules its own retries).
+        poller passes 0 and schedules its own retries). A ``gate`` (a poller's shared limits)
+        is held for each attempt, not while waiting, and learns of every 429 so that all
+        requests behind it pause.
         """
         if self._closed:
             raise GPTunnelError("this AsyncGPTunnel client is closed")
@@ -206,13 +237,20 @@ class AsyncGPTunnel:
         attempt = 0
         while True:
             attempt += 1
+            slot: AbstractAsyncContextManager[None] = gate.slot() if gate else nullcontext()
             try:
-                return await self._send_once(method, path, params, json, kind, task_id)
+                async with slot:
+                    return await self._send_once(method, path, params, json, kind, task_id)
             except _Retryable as retryable:
+                rate_limited = retryable.error.status_code == 429
+                if gate is not None and rate_limited:
+                    gate.rate_limited(retryable.retry_after)
                 if retries_left <= 0:
                     raise retryable.error from None
                 retries_left -= 1
                 delay = policy.delay_for(retryable.retry_after, next(delays))
+                if gate is not None and rate_limited:
+                    delay = 0.0  # the gate itself holds every request until the pause is over
                 logger.debug(
                     "retrying %s %s in %.2fs (attempt %d failed: %s)",
                     method, path, delay, attempt, retryable.reason,
@@ -269,6 +307,7 @@ class AsyncGPTunnel:
                     path=path,
                     status_code=status,
                     task_id=task_id,
+                    may_have_been_created=kind is RequestKind.CREATE,
                 ) from None
             if not body_failure(body):
                 return body

@@ -129,8 +129,13 @@ def body_failure(body: Any) -> bool:
     return isinstance(error, Mapping) and "id" not in body
 
 
-def parse_model(model: type[M], data: Any, *, method: str, path: str) -> M:
-    """Validate a decoded body into ``model``; a body of the wrong shape is a typed API error."""
+def parse_model(
+    model: type[M], data: Any, *, method: str, path: str, may_have_been_created: bool = False
+) -> M:
+    """Validate a decoded body into ``model``; a body of the wrong shape is a typed API error.
+
+    For a create, ``may_have_been_created`` marks that the server accepted it all the same.
+    """
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
@@ -139,4 +144,5 @@ def parse_model(model: type[M], data: Any, *, method: str, path: str) -> M:
             f"{method} {path}: unexpected response shape for {model.__name__} (fields: {fields})",
             method=method,
             path=path,
+            may_have_been_created=may_have_been_created,
         ) from None

@@ -58,6 +58,12 @@ class RetryPolicy:
         for value in gen:
             yield backoff.full_jitter(value) if self.jitter else value
 
+    def delay_after(self, failures: int) -> float:
+        """The backoff delay after ``failures`` consecutive failures (1 = the first)."""
+        exponent = min(max(failures - 1, 0), 30)
+        value = min(self.initial_delay * 2.0**exponent, self.max_delay)
+        return backoff.full_jitter(value) if self.jitter else value
+
     def delay_for(self, retry_after: float | None, backoff_delay: float) -> float:
         """The server's ``Retry-After`` wins (capped); otherwise the backoff delay."""
         if retry_after is not None:

@@ -1,0 +1,21 @@
+"""Polling many tasks at once: scheduler, schedule policy, shared limits, batch runs."""
+
+from .batch import MediaRequest, generate_many
+from .limits import RequestGate
+from .policy import AdaptivePolicy, FixedIntervalPolicy, PollPolicy, TaskHint
+from .results import PollResult
+from .scheduler import Poller, PollerClosedError, PollerStats
+
+__all__ = [
+    "AdaptivePolicy",
+    "FixedIntervalPolicy",
+    "MediaRequest",
+    "PollPolicy",
+    "PollResult",
+    "Poller",
+    "PollerClosedError",
+    "PollerStats",
+    "RequestGate",
+    "TaskHint",
+    "generate_many",
+]

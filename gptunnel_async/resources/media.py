@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -30,6 +31,10 @@ from ..types.media import MediaTask
 
 if TYPE_CHECKING:
     from .._client import AsyncGPTunnel
+    from ..poller.batch import RequestSource
+    from ..poller.limits import RequestGate
+    from ..poller.policy import PollPolicy
+    from ..poller.scheduler import Poller
 
 CREATE_PATH = "/v1/media/create"
 RESULT_PATH = "/v1/media/result"
@@ -44,6 +49,29 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, APIConnectionError):
         return True
     return isinstance(error, APIStatusError) and (error.status_code or 0) in RETRYABLE_STATUSES
+
+
+def build_create_body(
+    *,
+    model: str,
+    prompt: str,
+    ar: str | None = None,
+    images: list[str] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A checked ``/media/create`` body; raises ``InvalidInputError`` before anything is sent."""
+    model, prompt, ar, image_list, _ = check_media_create(model, prompt, ar, images)
+    body: dict[str, Any] = {"model": model, "prompt": prompt}
+    if ar is not None:
+        body["ar"] = ar
+    if image_list is not None:
+        body["images"] = image_list
+    for key, value in extra.items():
+        if key in body:
+            raise InvalidInputError(f"{key!r} given twice")
+        if value is not None:
+            body[key] = value
+    return body
 
 
 class MediaResource:
@@ -65,28 +93,45 @@ class MediaResource:
         fields (e.g. Suno's ``version``) go into the body unchanged. A create is re-sent only
         when it certainly did not reach the server; otherwise the error says the task may exist.
         """
-        model, prompt, ar, image_list, _ = check_media_create(model, prompt, ar, images)
-        body: dict[str, Any] = {"model": model, "prompt": prompt}
-        if ar is not None:
-            body["ar"] = ar
-        if image_list is not None:
-            body["images"] = image_list
-        for key, value in extra.items():
-            if key in body:
-                raise InvalidInputError(f"{key!r} given twice")
-            if value is not None:
-                body[key] = value
+        body = build_create_body(model=model, prompt=prompt, ar=ar, images=images, **extra)
+        return await self.create_from_body(body)
+
+    async def create_from_body(
+        self,
+        body: dict[str, Any],
+        *,
+        gate: RequestGate | None = None,
+        max_retries: int | None = None,
+    ) -> MediaTask:
+        """Send an already validated create body (see ``build_create_body``)."""
         started = anyio.current_time()
-        data = await self._client.request("POST", CREATE_PATH, json=body, kind=RequestKind.CREATE)
-        task = parse_model(MediaTask, data, method="POST", path=CREATE_PATH)
+        data = await self._client.request(
+            "POST",
+            CREATE_PATH,
+            json=body,
+            kind=RequestKind.CREATE,
+            gate=gate,
+            max_retries=max_retries,
+        )
+        task = parse_model(
+            MediaTask, data, method="POST", path=CREATE_PATH, may_have_been_created=True
+        )
         task.mark_created(started)
         return task
 
     async def result(self, task_id: str) -> MediaTask:
         """The task's current state (one request; reads are retried on transient errors)."""
+        return await self.fetch(task_id)
+
+    async def fetch(self, task_id: str, *, max_retries: int | None = None) -> MediaTask:
+        """``result`` with the retry count overridden (the poller passes 0: it retries itself)."""
         check_task_id(task_id)
         data = await self._client.request(
-            "GET", RESULT_PATH, params={"task_id": task_id}, task_id=task_id
+            "GET",
+            RESULT_PATH,
+            params={"task_id": task_id},
+            task_id=task_id,
+            max_retries=max_retries,
         )
         return parse_model(MediaTask, data, method="GET", path=RESULT_PATH)
 
@@ -143,7 +188,9 @@ class MediaResource:
                     raise
                 failures += 1
                 retry_after = getattr(exc, "retry_after", None)
-                delay = retry_after if retry_after else min(2.0**failures * 0.5, 30.0)
+                delay = self._client.retry_policy.delay_for(
+                    retry_after, self._client.retry_policy.delay_after(failures)
+                )
                 logger.debug(
                     "polling %s: transient error (%s); next poll in %.1fs", task_id, exc, delay
                 )
@@ -162,6 +209,47 @@ class MediaResource:
                 if maybe is not None:
                     await maybe
             next_at = origin + elapsed + policy.next_delay(model, elapsed, polls, TaskHint())
+
+    def generate_many(
+        self,
+        requests: RequestSource,
+        *,
+        max_concurrency: int = 16,
+        requests_per_second: float | None = None,
+        max_pending: int = 1000,
+        policy: PollPolicy | None = None,
+        task_timeout: float | None = None,
+        deadline: float | None = None,
+        max_poll_failures: int = 10,
+        create_retries: int = 3,
+    ) -> AbstractAsyncContextManager[Poller]:
+        """Create every request (bounded) and poll them in one run; one result per request.
+
+        ::
+
+            async with client.media.generate_many(requests, max_concurrency=16) as results:
+                async for r in results:        # completion order, each request exactly once
+                    print(r.index, r.ok, r.url or r.error)
+
+        ``requests``: ``MediaRequest`` objects or mappings with ``model``, ``prompt``, ``ar``,
+        ``images``, ``tag`` (other keys go into the body), from any iterable or async iterable.
+        It is a context manager because its background work needs an owner: leaving the block
+        cancels whatever is still running.
+        """
+        from ..poller.batch import generate_many
+
+        return generate_many(
+            self._client,
+            requests,
+            max_concurrency=max_concurrency,
+            requests_per_second=requests_per_second,
+            max_pending=max_pending,
+            policy=policy,
+            task_timeout=task_timeout,
+            deadline=deadline,
+            max_poll_failures=max_poll_failures,
+            create_retries=create_retries,
+        )
 
     async def generate(
         self,

@@ -8,7 +8,7 @@ tracks) parses beside the ``url`` of other models.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
@@ -64,6 +64,8 @@ class MediaTask(BaseModel):
     """A media generation task, as create and result return it."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+    #: Which endpoint the poller polls this task at.
+    poll_kind: ClassVar[str] = "media"
 
     id: str
     code: int = 0

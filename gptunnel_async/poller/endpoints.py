@@ -1,0 +1,58 @@
+"""Which endpoint polls which kind of task, and how to read a poll's answer.
+
+The poller is generic over task kinds: each ``TaskKind`` names the kind, fetches one task by id
+(one request, no internal retries: the poller schedules retries itself) and reads what the
+schedule needs from the answer. New API groups register theirs in ``TASK_KINDS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..types._status import TaskState, classify_status
+
+if TYPE_CHECKING:
+    from .._client import AsyncGPTunnel
+
+Fetch = Callable[["AsyncGPTunnel", str], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """How to poll one kind of task."""
+
+    name: str
+    fetch: Fetch
+
+    def state(self, task: Any) -> TaskState:
+        return classify_status(getattr(task, "status", None))
+
+    @staticmethod
+    def model(task: Any) -> str | None:
+        model = getattr(task, "model", None)
+        return model if isinstance(model, str) else None
+
+    @staticmethod
+    def percent(task: Any) -> float | None:
+        value = getattr(task, "percent", None)
+        return float(value) if isinstance(value, (int, float)) else None
+
+
+async def _fetch_media(client: AsyncGPTunnel, task_id: str) -> Any:
+    return await client.media.fetch(task_id, max_retries=0)
+
+
+MEDIA = TaskKind("media", _fetch_media)
+
+TASK_KINDS: dict[str, TaskKind] = {MEDIA.name: MEDIA}
+
+
+def kind_of_task(task: Any, default: str = "media") -> TaskKind:
+    """The kind of a task object (its ``poll_kind`` attribute), else ``default``."""
+    name = getattr(task, "poll_kind", None) or default
+    try:
+        return TASK_KINDS[name]
+    except KeyError:
+        raise ValueError(f"unknown task kind {name!r}; known: {', '.join(TASK_KINDS)}") from None

@@ -1,0 +1,152 @@
+"""The one gate every request of a poller passes: concurrency, rate, and 429 pauses.
+
+aiometer's lesson applies: limits that gate *task starts* do not bound the requests made inside
+tasks. So the gate wraps each HTTP request itself, polls and creates alike:
+
+- ``max_concurrency``: simultaneous requests, a hard bound.
+- ``requests_per_second``: at most that many request *starts* in any sliding 1-second window —
+  an exact log of recent starts, not a token bucket (a bucket lets 2× through across a window
+  edge).
+- a 429 pauses every request until its ``Retry-After`` has passed; afterwards the rate starts at
+  half of what was flowing before the 429 and grows back by ×1.5 a second (slow start), so one
+  rate limit does not turn into a stampede of them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+
+_WINDOW = 1.0
+# Starts are spaced a hair wider than the window so that network jitter between the SDK and a
+# server counting arrivals cannot make a compliant run look like a violation.
+_WINDOW_MARGIN = 0.01
+
+
+@dataclass
+class GateStats:
+    requests: int = 0
+    max_in_flight: int = 0
+    pauses: int = 0
+    paused_seconds: float = 0.0
+
+
+class RequestGate:
+    """Shared limits for a poller's requests. Create inside the event loop that uses it."""
+
+    def __init__(
+        self,
+        max_concurrency: int,
+        requests_per_second: float | None = None,
+        *,
+        recovery_factor: float = 1.5,
+        default_pause: float = 1.0,
+        max_pause: float = 60.0,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be >= 1")
+        if requests_per_second is not None and not requests_per_second > 0:
+            raise ValueError("requests_per_second must be > 0 or None")
+        self.max_concurrency = max_concurrency
+        self.requests_per_second = requests_per_second
+        self.recovery_factor = recovery_factor
+        self.default_pause = default_pause
+        self.max_pause = max_pause
+        self.stats = GateStats()
+        self._slots = anyio.Semaphore(max_concurrency)
+        self._in_flight = 0
+        self._start_lock = anyio.Lock()
+        self._starts: deque[float] = deque()
+        self._window_cap = math.floor(requests_per_second) if requests_per_second else 0
+        if requests_per_second is not None and self._window_cap < 1:
+            self._window_cap = 1
+        self._paused_until = -math.inf
+        self._dyn_rate: float | None = None  # slow-start rate after a 429, None = unthrottled
+        self._dyn_since = 0.0
+        self._last_start = -math.inf
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def paused_until(self) -> float:
+        return self._paused_until
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one request slot: waits for concurrency, rate budget and any 429 pause."""
+        async with self._slots:
+            await self._wait_for_start()
+            self._in_flight += 1
+            self.stats.requests += 1
+            self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
+            try:
+                yield
+            finally:
+                self._in_flight -= 1
+
+    async def _wait_for_start(self) -> None:
+        # One waiter at a time decides the next start time, so starts are ordered and the rate
+        # log is exact even with many workers.
+        async with self._start_lock:
+            while True:
+                now = anyio.current_time()
+                wait = self._delay_before_start(now)
+                if wait <= 0:
+                    break
+                await anyio.sleep(wait)
+            self._record_start(anyio.current_time())
+
+    def _delay_before_start(self, now: float) -> float:
+        wait = self._paused_until - now
+        if self._window_cap and len(self._starts) >= self._window_cap:
+            # _starts holds only starts inside the window: the cap-th latest must age out first
+            oldest = self._starts[len(self._starts) - self._window_cap]
+            wait = max(wait, oldest + _WINDOW + _WINDOW_MARGIN - now)
+        rate = self._current_dynamic_rate(now)
+        if rate is not None:
+            wait = max(wait, self._last_start + 1.0 / rate - now)
+        return wait
+
+    def _current_dynamic_rate(self, now: float) -> float | None:
+        if self._dyn_rate is None:
+            return None
+        since = max(now - self._dyn_since, 0.0)
+        rate: float = self._dyn_rate * float(self.recovery_factor**since)
+        ceiling = self.requests_per_second or math.inf
+        if rate >= ceiling or rate >= 10_000:
+            self._dyn_rate = None  # fully recovered
+            return None
+        return rate
+
+    def _record_start(self, now: float) -> None:
+        self._last_start = now
+        self._starts.append(now)
+        horizon = now - _WINDOW - _WINDOW_MARGIN
+        while self._starts and self._starts[0] <= horizon:
+            self._starts.popleft()
+
+    def _recent_rate(self, now: float) -> float:
+        """Request starts in the last second: the rate that was flowing."""
+        return float(max(sum(1 for t in self._starts if t > now - _WINDOW), 1))
+
+    def rate_limited(self, retry_after: float | None) -> None:
+        """A 429 came: pause every request for ``retry_after`` (or a default), then slow-start."""
+        now = anyio.current_time()
+        pause = self.default_pause if retry_after is None else retry_after
+        pause = min(max(pause, 0.0), self.max_pause)
+        until = now + pause
+        if until > self._paused_until:
+            self.stats.pauses += 1
+            self.stats.paused_seconds += until - max(self._paused_until, now)
+            self._paused_until = until
+        current = self._current_dynamic_rate(now)
+        base = current if current is not None else self._recent_rate(now)
+        self._dyn_rate = max(base / 2, 1.0)
+        self._dyn_since = until

@@ -1,0 +1,45 @@
+"""What a poller yields: one ``PollResult`` per task, success or not.
+
+A batch must be able to account for every task it paid for, so failures are values here, never
+exceptions out of the iterator: ``ok`` is True only for a finished task with its result, and
+``error`` says why otherwise (``TaskFailedError``, ``TaskTimeoutError``, or the API error that
+kept polls from succeeding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._errors import GPTunnelError
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """The outcome of one task. ``task`` is its last known state (``None`` if never seen)."""
+
+    id: str | None
+    ok: bool
+    task: Any = None
+    error: GPTunnelError | None = None
+    kind: str = "media"
+    polls: int = 0
+    tag: Any = None
+    #: For ``generate_many``: the request this came from and its position in the input.
+    request: Any = field(default=None, repr=False)
+    index: int | None = None
+
+    def unwrap(self) -> Any:
+        """The finished task, or raise the error that explains why there is none."""
+        if self.ok:
+            return self.task
+        assert self.error is not None
+        raise self.error
+
+    @property
+    def url(self) -> str | None:
+        """The result link of a successful task."""
+        if not self.ok or self.task is None:
+            return None
+        url = getattr(self.task, "url", None) or getattr(self.task, "result", None)
+        return url if isinstance(url, str) else None

@@ -1,0 +1,494 @@
+"""``Poller``: one scheduler owning every in-flight task, yielding each as it finishes.
+
+Shape: a heap of ``(due time, seq, entry)``; one scheduler coroutine pops due entries and hands
+them over a zero-buffer stream to ``max_concurrency`` workers; every request passes the shared
+``RequestGate``. So there is no sleeping coroutine per task (10,000 tasks cost 10,000 small
+entries, not 10,000 coroutines), and a slow consumer or a 429 pause back-pressures the whole
+machine instead of piling up requests.
+
+Contract: every task added is yielded exactly once as a ``PollResult`` — done, failed, timed
+out, or given up after its polls kept failing — never raised out of the iterator, never dropped.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import time
+from collections import deque
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .._errors import (
+    GPTunnelError,
+    InvalidInputError,
+    RateLimitError,
+    TaskFailedError,
+    TaskTimeoutError,
+)
+from .._logs import logger
+from .._validation import check_task_id
+from ..resources.media import is_transient
+from ..types._status import TaskState
+from .endpoints import TASK_KINDS, TaskKind, kind_of_task
+from .limits import RequestGate
+from .policy import PollPolicy, TaskHint
+from .results import PollResult
+
+if TYPE_CHECKING:
+    from .._client import AsyncGPTunnel
+
+_MAX_TRUSTED_AGE = 7 * 24 * 3600.0
+
+
+class PollerClosedError(GPTunnelError, RuntimeError):
+    """``add()`` after the poller was closed for new tasks (or left)."""
+
+
+class _Entry:
+    """One in-flight task. Slotted and small: a poller may hold tens of thousands."""
+
+    __slots__ = (
+        "deadline",
+        "done",
+        "failures",
+        "id",
+        "index",
+        "kind",
+        "last",
+        "last_running",
+        "model",
+        "origin",
+        "origin_known",
+        "percent",
+        "percent_at",
+        "polls",
+        "request",
+        "tag",
+    )
+
+    def __init__(
+        self, task_id: str, kind: TaskKind, model: str | None, origin: float | None
+    ) -> None:
+        self.id = task_id
+        self.kind = kind
+        self.model = model
+        self.origin_known = origin is not None
+        self.origin = origin if origin is not None else 0.0
+        self.deadline = math.inf
+        self.done = False
+        self.polls = 0
+        self.failures = 0
+        self.last: Any = None
+        self.last_running = 0.0
+        self.percent: float | None = None
+        self.percent_at: float | None = None
+        self.tag: Any = None
+        self.request: Any = None
+        self.index: int | None = None
+
+
+class PollerStats:
+    """Counters a caller or a benchmark can read while or after running."""
+
+    __slots__ = ("added", "failed_polls", "polls", "rate_limited", "timed_out", "yielded")
+
+    def __init__(self) -> None:
+        self.added = 0
+        self.polls = 0
+        self.failed_polls = 0
+        self.rate_limited = 0
+        self.yielded = 0
+        self.timed_out = 0
+
+
+class Poller:
+    """Poll many tasks with bounded concurrency; iterate to get each one as it finishes.
+
+    ::
+
+        async with client.poller(max_concurrency=16) as poller:
+            for prompt in prompts:
+                poller.add(await client.media.create(model=..., prompt=prompt))
+            async for finished in poller:   # completion order, each task exactly once
+                ...
+
+    Iteration ends once every added task has been yielded — or, with ``keep_open=True``, only
+    after ``close()`` says no more tasks will come (for producers running beside the consumer).
+    ``task_timeout`` bounds each task (seconds from its creation), ``deadline`` the whole run;
+    tasks past either are yielded with ``TaskTimeoutError``. ``max_poll_failures`` consecutive
+    failed polls of one task yield it with the last error. Leaving the ``async with`` cancels
+    all polling.
+    """
+
+    def __init__(
+        self,
+        client: AsyncGPTunnel,
+        *,
+        max_concurrency: int = 16,
+        requests_per_second: float | None = None,
+        policy: PollPolicy | None = None,
+        task_timeout: float | None = None,
+        deadline: float | None = None,
+        max_poll_failures: int = 10,
+        keep_open: bool = False,
+    ) -> None:
+        if max_concurrency < 1:
+            raise InvalidInputError("max_concurrency must be >= 1")
+        if requests_per_second is not None and not requests_per_second > 0:
+            raise InvalidInputError("requests_per_second must be > 0 (or None for no budget)")
+        for name, value in (("task_timeout", task_timeout), ("deadline", deadline)):
+            if value is not None and not value > 0:
+                raise InvalidInputError(f"{name} must be > 0 seconds (or None)")
+        if max_poll_failures < 1:
+            raise InvalidInputError("max_poll_failures must be >= 1")
+        self._client = client
+        self.max_concurrency = max_concurrency
+        self.requests_per_second = requests_per_second
+        self.policy: PollPolicy = policy or client.poll_policy
+        self.task_timeout = task_timeout
+        self.deadline = deadline
+        self.max_poll_failures = max_poll_failures
+        self.keep_open = keep_open
+        self.stats = PollerStats()
+        self.gate: RequestGate | None = None
+        self._heap: list[tuple[float, int, _Entry]] = []
+        self._seq = itertools.count()
+        self._entries: dict[str, _Entry] = {}
+        self._results: deque[PollResult] = deque()
+        self._closed = False
+        self._entered = False
+        self._exited = False
+        self._tg: TaskGroup | None = None
+        self._wakeup: anyio.Event | None = None
+        self._changed: anyio.Event | None = None
+        self._run_deadline = math.inf
+
+    # -- lifecycle --
+
+    async def __aenter__(self) -> Poller:
+        if self._entered:
+            raise RuntimeError("a Poller can be entered only once")
+        self._entered = True
+        self.gate = RequestGate(self.max_concurrency, self.requests_per_second)
+        self._wakeup = anyio.Event()
+        self._changed = anyio.Event()
+        now = anyio.current_time()
+        if self.deadline is not None:
+            self._run_deadline = now + self.deadline
+        send, receive = anyio.create_memory_object_stream[_Entry](0)
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        tg.start_soon(self._schedule_loop, send)
+        for _ in range(self.max_concurrency):
+            tg.start_soon(self._worker, receive.clone())
+        receive.close()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self._closed = True
+        self._exited = True
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        return await self._tg.__aexit__(exc_type, exc, tb)
+
+    def close(self) -> None:
+        """No more tasks: iteration ends once everything added has been yielded."""
+        self._closed = True
+        self._notify()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def pending(self) -> int:
+        """Tasks added and not yet yielded."""
+        return len(self._entries)
+
+    # -- adding --
+
+    def add(
+        self,
+        task: Any,
+        *,
+        kind: str | None = None,
+        model: str | None = None,
+        tag: Any = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Start polling a task (a task object from a create, or a bare task id).
+
+        A bare id (e.g. read back after a restart) is polled right away to learn its state;
+        ``kind`` says which endpoint polls it (default ``"media"``). ``tag`` comes back on the
+        result. Returns the task id.
+        """
+        return self._add(task, kind=kind, model=model, tag=tag, timeout=timeout)
+
+    def _add(
+        self,
+        task: Any,
+        *,
+        kind: str | None = None,
+        model: str | None = None,
+        tag: Any = None,
+        timeout: float | None = None,
+        request: Any = None,
+        index: int | None = None,
+    ) -> str:
+        if self._closed:
+            raise PollerClosedError("this poller is closed for new tasks")
+        if not self._entered:
+            raise RuntimeError("enter the poller (`async with client.poller() as poller:`) first")
+        if isinstance(task, str):
+            task_id = check_task_id(task)
+            if kind is not None and kind not in TASK_KINDS:
+                raise InvalidInputError(
+                    f"unknown task kind {kind!r}; known: {', '.join(TASK_KINDS)}"
+                )
+            task_kind = TASK_KINDS[kind or "media"]
+            origin: float | None = None
+            snapshot: Any = None
+        else:
+            task_id = check_task_id(getattr(task, "id", None))
+            try:
+                task_kind = TASK_KINDS[kind] if kind else kind_of_task(task)
+            except (KeyError, ValueError) as exc:
+                raise InvalidInputError(str(exc)) from None
+            model = model or TaskKind.model(task)
+            origin = getattr(task, "created_mono", None)
+            snapshot = task
+        if task_id in self._entries:
+            raise InvalidInputError(f"task {task_id} is already being polled by this poller")
+        entry = _Entry(task_id, task_kind, model, origin)
+        entry.tag, entry.request, entry.index, entry.last = tag, request, index, snapshot
+        limit = timeout if timeout is not None else self.task_timeout
+        now = anyio.current_time()
+        if not entry.origin_known:
+            entry.origin = now
+        if limit is not None:
+            entry.deadline = entry.origin + limit
+        self._entries[task_id] = entry
+        self.stats.added += 1
+        if snapshot is not None and task_kind.state(snapshot) is not TaskState.RUNNING:
+            self._conclude(entry, snapshot)  # e.g. a fast model that was done at create
+            return task_id
+        if entry.origin_known:
+            due = entry.origin + self.policy.first_delay(entry.model, TaskHint())
+        else:
+            due = now  # unknown age: look right away
+        self._push(entry, due)
+        return task_id
+
+    def _inject(self, result: PollResult) -> None:
+        """Yield a result that is not a polled task (``generate_many``'s failed creates)."""
+        self._results.append(result)
+        self.stats.yielded += 1
+        self._notify()
+
+    # -- iteration --
+
+    def __aiter__(self) -> Poller:
+        return self
+
+    async def __anext__(self) -> PollResult:
+        while True:
+            if self._results:
+                return self._results.popleft()
+            if not self.pending and (self._closed or not self.keep_open):
+                raise StopAsyncIteration
+            if not self._entered or self._exited or self._changed is None:
+                raise RuntimeError("iterate a Poller inside its `async with` block")
+            event = self._changed
+            await event.wait()
+            if self._changed is event:
+                self._changed = anyio.Event()
+
+    async def wait_for_change(self) -> None:
+        """Return after the next result or close (used to apply back-pressure to producers)."""
+        if self._changed is None:
+            raise RuntimeError("the Poller is not running")
+        event = self._changed
+        await event.wait()
+        if self._changed is event:
+            self._changed = anyio.Event()
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    # -- scheduling --
+
+    def _push(self, entry: _Entry, due: float) -> None:
+        due = min(due, entry.deadline, self._run_deadline)
+        head = self._heap[0][0] if self._heap else math.inf
+        heapq.heappush(self._heap, (due, next(self._seq), entry))
+        if due < head and self._wakeup is not None:
+            self._wakeup.set()
+
+    async def _sleep_until_woken(self, seconds: float) -> None:
+        assert self._wakeup is not None
+        event = self._wakeup
+        with anyio.move_on_after(seconds):
+            await event.wait()
+        if event.is_set():
+            self._wakeup = anyio.Event()
+
+    async def _schedule_loop(self, send: MemoryObjectSendStream[_Entry]) -> None:
+        async with send:
+            while True:
+                now = anyio.current_time()
+                if now >= self._run_deadline:
+                    self._expire_all()
+                if not self._heap:
+                    await self._sleep_until_woken(max(self._run_deadline - now, 0.0))
+                    continue
+                due, _, entry = self._heap[0]
+                if due > now:
+                    await self._sleep_until_woken(due - now)
+                    continue
+                heapq.heappop(self._heap)
+                if entry.done:
+                    continue
+                if now >= entry.deadline:
+                    self._time_out(entry, "its task_timeout")
+                    continue
+                await send.send(entry)
+
+    async def _worker(self, receive: MemoryObjectReceiveStream[_Entry]) -> None:
+        async with receive:
+            async for entry in receive:
+                await self._poll(entry)
+
+    async def _poll(self, entry: _Entry) -> None:
+        assert self.gate is not None
+        if entry.done:
+            return
+        try:
+            async with self.gate.slot():
+                if entry.done:
+                    return
+                task = await entry.kind.fetch(self._client, entry.id)
+        except GPTunnelError as exc:
+            self._poll_failed(entry, exc)
+            return
+        except Exception as exc:  # a bug or a surprise must not lose the task
+            logger.warning("unexpected error polling task %s: %r", entry.id, exc)
+            self._poll_failed(entry, GPTunnelError(f"unexpected error: {exc!r}", task_id=entry.id))
+            return
+        self.stats.polls += 1
+        entry.polls += 1
+        entry.failures = 0
+        if entry.done:  # the run deadline passed while this poll was in flight
+            return
+        now = anyio.current_time()
+        if not entry.origin_known and entry.polls == 1:
+            entry.origin = _origin_from_created_at(task, now)
+            entry.model = entry.model or TaskKind.model(task)
+        entry.last = task
+        elapsed = now - entry.origin
+        if entry.kind.state(task) is not TaskState.RUNNING:
+            if entry.origin_known and entry.kind.state(task) is TaskState.DONE:
+                self.policy.observe(entry.model, entry.last_running, elapsed)
+            self._conclude(entry, task)
+            return
+        entry.last_running = elapsed
+        percent = TaskKind.percent(task)
+        if percent is not None and percent != entry.percent:
+            entry.percent, entry.percent_at = percent, elapsed
+        hint = TaskHint(entry.percent, entry.percent_at)
+        delay = self.policy.next_delay(entry.model, elapsed, entry.polls, hint)
+        self._push(entry, now + delay)
+
+    def _poll_failed(self, entry: _Entry, exc: GPTunnelError) -> None:
+        assert self.gate is not None
+        self.stats.failed_polls += 1
+        if entry.done:
+            return
+        now = anyio.current_time()
+        if isinstance(exc, RateLimitError):
+            # Not the task's fault: pause everybody, then try this one again after the pause.
+            self.stats.rate_limited += 1
+            self.gate.rate_limited(exc.retry_after)
+            self._push(entry, self.gate.paused_until)
+            return
+        if not is_transient(exc):
+            self._finish(entry, ok=False, error=exc)
+            return
+        entry.failures += 1
+        if entry.failures >= self.max_poll_failures:
+            self._finish(entry, ok=False, error=exc)
+            return
+        delay = self._client.retry_policy.delay_after(entry.failures)
+        logger.debug("poll of %s failed (%s); retrying in %.2fs", entry.id, exc, delay)
+        self._push(entry, now + delay)
+
+    # -- finishing --
+
+    def _conclude(self, entry: _Entry, task: Any) -> None:
+        if entry.kind.state(task) is TaskState.DONE:
+            self._finish(entry, ok=True)
+            return
+        reason = getattr(task, "failure_reason", None) or f"status {getattr(task, 'status', '?')!r}"
+        self._finish(
+            entry, ok=False, error=TaskFailedError(f"task {entry.id} failed: {reason}", task=task)
+        )
+
+    def _time_out(self, entry: _Entry, which: str) -> None:
+        self.stats.timed_out += 1
+        error = TaskTimeoutError(
+            f"task {entry.id} did not finish within {which} (it may still finish; "
+            "poll it again by id to resume)",
+            task=entry.last,
+            task_id=entry.id,
+        )
+        self._finish(entry, ok=False, error=error)
+
+    def _expire_all(self) -> None:
+        self._closed = True
+        self._run_deadline = math.inf
+        for entry in list(self._entries.values()):
+            self._time_out(entry, "the poller's deadline")
+        self._heap.clear()
+        self._notify()
+
+    def _finish(self, entry: _Entry, *, ok: bool, error: GPTunnelError | None = None) -> None:
+        if entry.done:
+            return
+        entry.done = True
+        self._entries.pop(entry.id, None)
+        self.stats.yielded += 1
+        self._results.append(
+            PollResult(
+                id=entry.id,
+                ok=ok,
+                task=entry.last,
+                error=error,
+                kind=entry.kind.name,
+                polls=entry.polls,
+                tag=entry.tag,
+                request=entry.request,
+                index=entry.index,
+            )
+        )
+        self._notify()
+
+
+def _origin_from_created_at(task: Any, now: float) -> float:
+    """Event-loop time of a task's creation, from its wall-clock ``created_at`` if plausible."""
+    created = getattr(task, "created_at", None)
+    if created is None or not hasattr(created, "timestamp"):
+        return now
+    age = time.time() - created.timestamp()
+    return now - age if 0 <= age <= _MAX_TRUSTED_AGE else now
