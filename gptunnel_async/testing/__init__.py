@@ -1,0 +1,45 @@
+"""A faithful, configurable fake of the GPTunnel API, for tests and benchmarks.
+
+In-process::
+
+    emu = Emulator(EmulatorConfig(time_scale=1000))
+    client = httpx.AsyncClient(transport=EmulatorTransport(emu), base_url="http://emulator")
+
+Over a loopback socket::
+
+    async with serve(emu) as server:
+        ...  # server.url
+
+    with run_in_thread(emu) as url:  # no event loop needed
+        ...
+
+Or from a shell: ``python -m gptunnel_async.testing --port 8787 --time-scale 60``.
+"""
+
+from __future__ import annotations
+
+from ._app import Emulator
+from ._config import DurationDist, EmulatorConfig
+from ._counters import Counters
+from ._faults import Faults, Outcome
+from ._http import Drop, Request, Response
+from ._server import EmulatorServer, run_in_thread, serve
+from ._state import Task
+from ._transport import EmulatorTransport
+
+__all__ = [
+    "Counters",
+    "Drop",
+    "DurationDist",
+    "Emulator",
+    "EmulatorConfig",
+    "EmulatorServer",
+    "EmulatorTransport",
+    "Faults",
+    "Outcome",
+    "Request",
+    "Response",
+    "Task",
+    "run_in_thread",
+    "serve",
+]
