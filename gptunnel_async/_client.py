@@ -290,9 +290,10 @@ class AsyncGPTunnel:
                     may_have_been_created=decision.may_have_been_created,
                 )
                 logger.debug("%s %s failed: %s", method, path, decision.reason)
+                # Not chained: the httpx exception holds the request, and so the key.
                 if decision.retry:
-                    raise _Retryable(failure, decision.reason, None) from exc
-                raise failure from exc
+                    raise _Retryable(failure, decision.reason, None) from None
+                raise failure from None
         elapsed_ms = (time.perf_counter() - started) * 1000
         status = response.status_code
         logger.debug("%s %s → %d in %.0f ms", method, path, status, elapsed_ms)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 logger = logging.getLogger("gptunnel_async")
 
@@ -42,6 +43,22 @@ def redact(text: str, *extra_secrets: str | None) -> str:
         if secret and secret in text:
             text = text.replace(secret, REDACTED)
     return text
+
+
+def redact_deep(value: Any, *extra_secrets: str | None, _depth: int = 0) -> Any:
+    """``value`` (decoded JSON) with every string redacted; bounded depth, copies containers."""
+    if isinstance(value, str):
+        return redact(value, *extra_secrets)
+    if _depth > 50:
+        return None
+    if isinstance(value, dict):
+        return {
+            redact(str(k), *extra_secrets): redact_deep(v, *extra_secrets, _depth=_depth + 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redact_deep(v, *extra_secrets, _depth=_depth + 1) for v in value]
+    return value
 
 
 class RedactingFilter(logging.Filter):

@@ -21,7 +21,7 @@ from ._errors import (
     RateLimitError,
     status_error_class,
 )
-from ._logs import redact
+from ._logs import redact, redact_deep
 from ._retry import parse_retry_after
 
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
@@ -85,6 +85,7 @@ def error_from_response(
         body: Any = decode_json(content)
     except ValueError:
         body = content[:_MAX_MESSAGE].decode("utf-8", errors="replace")
+    body = redact_deep(body, secret)  # a server may echo the key back: keep it out of errors
     message, error_type = _envelope(body)
     code = body.get("code") if isinstance(body, Mapping) else None
     raw_issues = body.get("issues") if isinstance(body, Mapping) else None

@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import timezone
 
 import backoff
 import httpx
@@ -105,6 +106,8 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
         return None
     if when is None:
         return None
+    if when.tzinfo is None:  # asctime and "-0000" dates are GMT by definition (RFC 9110)
+        when = when.replace(tzinfo=timezone.utc)
     current = time.time() if now is None else now
     return max(when.timestamp() - current, 0.0)
 

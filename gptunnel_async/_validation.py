@@ -72,7 +72,7 @@ def check_media_create(
     if spec.endpoint != "create":
         raise InvalidInputError(
             f"model {model!r} is served by /media/generate, not /media/create "
-            "(use client.media.generate_sync)"
+            "(the synchronous POST /v1/media/generate endpoint)"
         )
     if ar is not None and spec.ar is not None and ar not in spec.ar:
         allowed = f"one of {_quote_all(spec.ar)}" if spec.ar else "no ar at all"
