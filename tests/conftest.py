@@ -10,7 +10,9 @@ import os
 import pytest
 
 _BACKENDS = [
-    b.strip() for b in os.environ.get("GPTUNNEL_TEST_BACKENDS", "asyncio,trio").split(",") if b.strip()
+    b.strip()
+    for b in os.environ.get("GPTUNNEL_TEST_BACKENDS", "asyncio,trio").split(",")
+    if b.strip()
 ]
 
 

@@ -10,8 +10,8 @@ outcome is unknown (``error.may_have_been_created``: it was not re-sent).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
@@ -66,7 +66,7 @@ class MediaRequest:
 RequestSource = Union[Iterable[Any], AsyncIterable[Any]]
 
 
-async def _aiter(source: RequestSource) -> AsyncIterator[Any]:
+async def _aiter(source: RequestSource) -> AsyncGenerator[Any, None]:
     if isinstance(source, AsyncIterable):
         async for item in source:
             yield item
@@ -133,9 +133,9 @@ class _Feeder:
                 for _ in range(workers):
                     tg.start_soon(self._create_worker, receive.clone())
                 receive.close()
-                async with send:
+                async with send, aclosing(_aiter(requests)) as source:
                     index = 0
-                    async for raw in _aiter(requests):
+                    async for raw in source:
                         if self._poller.closed:  # the run's deadline passed: read no further
                             break
                         while self._poller.pending + self._creating >= self._max_pending:

@@ -8,8 +8,9 @@ tasks. So the gate wraps each HTTP request itself, polls and creates alike:
   an exact log of recent starts, not a token bucket (a bucket lets 2× through across a window
   edge).
 - a 429 pauses every request until its ``Retry-After`` has passed; afterwards the rate starts at
-  half of what was flowing before the 429 and grows back by ×1.5 a second (slow start), so one
-  rate limit does not turn into a stampede of them.
+  half of what was flowing before the 429 (at least ``min_recovery_rate``) and doubles every
+  second until it is unthrottled again (slow start), so one rate limit does not turn into a
+  stampede of them.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class RequestGate:
         max_concurrency: int,
         requests_per_second: float | None = None,
         *,
-        recovery_factor: float = 1.5,
+        recovery_factor: float = 2.0,
+        min_recovery_rate: float = 2.0,
         default_pause: float = 1.0,
         max_pause: float = 60.0,
     ) -> None:
@@ -55,6 +57,7 @@ class RequestGate:
         self.max_concurrency = max_concurrency
         self.requests_per_second = requests_per_second
         self.recovery_factor = recovery_factor
+        self.min_recovery_rate = min_recovery_rate
         self.default_pause = default_pause
         self.max_pause = max_pause
         self.stats = GateStats()
@@ -148,5 +151,5 @@ class RequestGate:
             self._paused_until = until
         current = self._current_dynamic_rate(now)
         base = current if current is not None else self._recent_rate(now)
-        self._dyn_rate = max(base / 2, 1.0)
+        self._dyn_rate = max(base / 2, self.min_recovery_rate)
         self._dyn_since = until

@@ -16,6 +16,7 @@ times in seconds since the task was created.
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from dataclasses import dataclass, field
@@ -39,24 +40,48 @@ def _bin_edge(index: int) -> float:
 
 
 class DurationModel:
-    """A model's duration distribution: log-histogram of prior pseudo-counts plus observations.
+    """A model's duration distribution: a fading prior plus exponentially forgotten data.
 
-    The prior is log-uniform over ``[low, high]`` of the kind's ``DurationPrior`` with weight
-    ``prior_weight`` observations; with each real observation the data take over. Schedules
-    derived from it are cached and rebuilt after every ``rebuild_every`` observations.
+    The prior is log-uniform over ``[low, high]`` of the kind's ``DurationPrior``, worth
+    ``prior_weight`` observations at first and ``W²/(W + n)`` after ``n`` (so data take over).
+    Each observation counts ``decay`` times less than the next one (memory of ~1/(1-decay)
+    tasks), so a model that gets faster or slower is followed. Schedules derived from it are
+    cached and rebuilt after every ``rebuild_every`` observations.
     """
 
-    __slots__ = ("_counts", "_dirty", "_schedule", "_total", "observed", "rebuild_every")
+    __slots__ = (
+        "_data",
+        "_data_total",
+        "_dirty",
+        "_inc",
+        "_prior",
+        "_schedule",
+        "decay",
+        "observed",
+        "prior_weight",
+        "rebuild_every",
+        "smoothing",
+    )
 
     def __init__(
-        self, prior: DurationPrior, *, prior_weight: float = 8.0, rebuild_every: int = 16
+        self,
+        prior: DurationPrior,
+        *,
+        prior_weight: float = 8.0,
+        decay: float = 0.998,
+        smoothing: float = 2.0,
+        rebuild_every: int = 16,
     ) -> None:
-        self._counts = [0.0] * _N_BINS
+        self._prior = [0.0] * _N_BINS
         lo, hi = _bin_of(prior.low), _bin_of(prior.high)
-        per_bin = prior_weight / (hi - lo + 1)
         for i in range(lo, hi + 1):
-            self._counts[i] += per_bin
-        self._total = prior_weight
+            self._prior[i] = 1.0 / (hi - lo + 1)
+        self._data = [0.0] * _N_BINS
+        self._data_total = 0.0
+        self._inc = 1.0  # weight of the newest observation, in the data array's units
+        self.prior_weight = prior_weight
+        self.decay = decay
+        self.smoothing = smoothing
         self.observed = 0
         self.rebuild_every = rebuild_every
         self._schedule: _Schedule | None = None
@@ -66,78 +91,164 @@ class DurationModel:
         """Record one task's (estimated) duration."""
         if not math.isfinite(seconds) or seconds <= 0:
             return
-        self._counts[_bin_of(seconds)] += 1.0
-        self._total += 1.0
+        self._inc /= self.decay
+        self._data[_bin_of(seconds)] += self._inc
+        self._data_total += self._inc
+        if self._inc > 1e12:  # rescale now and then; the ratios are what matter
+            self._data = [c / self._inc for c in self._data]
+            self._data_total /= self._inc
+            self._inc = 1.0
         self.observed += 1
         self._dirty += 1
 
+    def counts(self, *, smoothed: bool = True) -> tuple[list[float], float]:
+        """The combined histogram in observation units, and its total.
+
+        ``smoothed``: data go through a Gaussian kernel in log-duration (``smoothing`` bins
+        wide), since a raw histogram of a few hundred tasks is too noisy to take a hazard rate
+        from. Quantiles use the raw one, which keeps sharp edges sharp.
+        """
+        n = self._data_total / self._inc
+        w = self.prior_weight * self.prior_weight / (self.prior_weight + n)
+        scale = 1.0 / self._inc
+        data = self._data
+        if smoothed and self.smoothing > 0:
+            data = _smooth(data, self.smoothing)
+        combined = [d * scale + w * p for d, p in zip(data, self._prior, strict=True)]
+        return combined, n + w
+
     def quantile(self, q: float) -> float:
         """The ``q``-quantile of the current distribution (seconds)."""
-        return _quantile(self._counts, self._total, q)
+        return _quantile(*self.counts(smoothed=False), q)
 
-    def schedule(self, target_delay: float, *, first_quantile: float) -> _Schedule:
-        """The spacing table for this distribution, cached until enough new data arrived."""
+    def schedule(
+        self, target_delay: float, *, first_quantile: float, min_gap: float, max_gap: float
+    ) -> _Schedule:
+        """The poll times for this distribution, cached until enough new data arrived."""
         sched = self._schedule
         if (
             sched is None
-            or sched.target_delay != target_delay
-            or sched.first_quantile != first_quantile
-            or self._dirty >= self.rebuild_every
+            or sched.key != (target_delay, min_gap, max_gap)
+            or self._dirty >= min(self.rebuild_every, max(self.observed, 1))
         ):
-            sched = _Schedule.build(self._counts, self._total, target_delay, first_quantile)
+            counts, total = self.counts()
+            first = max(self.quantile(first_quantile), min_gap)
+            sched = _Schedule.build(counts, total, target_delay, first, min_gap, max_gap)
             self._schedule = sched
             self._dirty = 0
         return sched
 
 
+_EDGES = tuple(_bin_edge(i) for i in range(_N_BINS + 1))
+_MAX_POLLS_PER_SCHEDULE = 2000
+
+
 @dataclass(frozen=True)
 class _Schedule:
-    """Per-bin poll spacing ``Δ = c/√h``, with ``c`` calibrated to the target mean delay."""
+    """Poll times (seconds after creation) for one distribution and delay target.
 
-    target_delay: float
-    first_quantile: float
-    first_poll: float
-    last_edge: float
-    spacing: tuple[float, ...]
+    Gaps follow ``c/√h(t)`` clamped to ``[min_gap, max_gap]``; ``c`` is found by bisection so
+    that the *exact* expected delay of the resulting poll times (from the histogram's CDF and
+    first moment, density uniform within a bin) equals ``target_delay``.
+    """
+
+    key: tuple[float, float, float]  # (target_delay, min_gap, max_gap)
+    times: tuple[float, ...]
+    expected_delay: float
 
     @staticmethod
     def build(
-        counts: list[float], total: float, target_delay: float, first_quantile: float
+        counts: list[float],
+        total: float,
+        target_delay: float,
+        first: float,
+        min_gap: float,
+        max_gap: float,
     ) -> _Schedule:
-        # Smooth a little so a single observation doesn't make an isolated spike of hazard.
-        smoothed = counts[:]
-        for i in range(1, len(counts) - 1):
-            smoothed[i] = 0.25 * counts[i - 1] + 0.5 * counts[i] + 0.25 * counts[i + 1]
-        norm = sum(smoothed) or 1.0
+        norm = sum(counts) or 1.0
+        probs = [c / norm for c in counts]
+        cdf = [0.0]
+        moment = [0.0]
         inv_sqrt_h: list[float] = []
-        weights: list[float] = []
         survival = 1.0
-        last_edge = _MIN_SECONDS
-        for i, c in enumerate(smoothed):
-            p = c / norm
-            width = _bin_edge(i + 1) - _bin_edge(i)
-            if p > 0 and survival > 1e-9:
-                # hazard over the bin, using the survival at its middle
-                h = p / (width * max(survival - p / 2, 1e-12))
-                inv_sqrt_h.append(1 / math.sqrt(h))
-                weights.append(p)
-                last_edge = _bin_edge(i + 1)
+        last = 0
+        for i, p in enumerate(probs):
+            lo, hi = _EDGES[i], _EDGES[i + 1]
+            cdf.append(cdf[-1] + p)
+            moment.append(moment[-1] + p * (lo + hi) / 2)
+            if p > 0 and survival > 1e-12:
+                inv_sqrt_h.append(math.sqrt(max(survival - p / 2, 1e-12) * (hi - lo) / p))
+                last = i + 1
             else:
                 inv_sqrt_h.append(0.0)
-                weights.append(0.0)
             survival -= p
-        # E[delay] ≈ Σ p_i Δ_i / 2 = (c/2) Σ p_i /√h_i  →  c = 2·target / Σ p_i/√h_i
-        denom = sum(w * s for w, s in zip(weights, inv_sqrt_h, strict=True))
-        scale = (2 * target_delay / denom) if denom > 0 else 0.0
-        spacing = tuple(scale * s for s in inv_sqrt_h)
-        first = _quantile(counts, total, first_quantile)
-        return _Schedule(target_delay, first_quantile, first, last_edge, spacing)
+        end = _EDGES[last]
 
-    def next_interval(self, elapsed: float, fallback: float) -> float:
-        if elapsed >= self.last_edge:
-            return fallback
-        gap = self.spacing[_bin_of(elapsed)]
-        return gap if gap > 0 else fallback
+        def partial(t: float) -> tuple[float, float]:
+            """(F(t), ∫₀ᵗ s f(s) ds) under a density uniform within each bin."""
+            if t >= end:
+                return cdf[last], moment[last]
+            i = _bin_of(t)
+            lo, hi = _EDGES[i], _EDGES[i + 1]
+            p = probs[i]
+            frac = (t - lo) / (hi - lo)
+            return cdf[i] + p * frac, moment[i] + p * (t * t - lo * lo) / (2 * (hi - lo))
+
+        def times_for(scale: float) -> list[float]:
+            t, out = first, [first]
+            while t < end and len(out) < _MAX_POLLS_PER_SCHEDULE:
+                g = scale * inv_sqrt_h[_bin_of(t)] if t < end else max_gap
+                t += min(max(g if g > 0 else max_gap, min_gap), max_gap)
+                out.append(t)
+            return out
+
+        def mean_delay(times: list[float]) -> float:
+            prev_f, prev_m = 0.0, 0.0
+            delay = 0.0
+            for t in times:
+                f, m = partial(t)
+                delay += t * (f - prev_f) - (m - prev_m)
+                prev_f, prev_m = f, m
+            return delay
+
+        lo_c, hi_c = 1e-9, 1e9
+        best = times_for(lo_c)
+        if mean_delay(times_for(hi_c)) <= target_delay:
+            best = times_for(hi_c)
+        else:
+            for _ in range(60):
+                mid = math.sqrt(lo_c * hi_c)
+                candidate = times_for(mid)
+                if mean_delay(candidate) <= target_delay:
+                    lo_c, best = mid, candidate
+                else:
+                    hi_c = mid
+        key = (target_delay, min_gap, max_gap)
+        return _Schedule(key, tuple(best), mean_delay(best))
+
+    @property
+    def first_poll(self) -> float:
+        return self.times[0]
+
+    def next_time(self, elapsed: float) -> float | None:
+        """The first scheduled poll after ``elapsed``; ``None`` past the end of the table."""
+        i = bisect.bisect_right(self.times, elapsed)
+        return self.times[i] if i < len(self.times) else None
+
+
+def _smooth(counts: list[float], sigma: float) -> list[float]:
+    radius = max(int(3 * sigma), 1)
+    kernel = [math.exp(-0.5 * (k / sigma) ** 2) for k in range(-radius, radius + 1)]
+    total = sum(kernel)
+    kernel = [k / total for k in kernel]
+    out = [0.0] * len(counts)
+    for i, c in enumerate(counts):
+        if c:
+            for k, weight in enumerate(kernel):
+                j = i + k - radius
+                if 0 <= j < len(out):
+                    out[j] += c * weight
+    return out
 
 
 def _quantile(counts: list[float], total: float, q: float) -> float:
@@ -177,71 +288,91 @@ class TaskHint:
 
 @dataclass
 class AdaptivePolicy:
-    """The default schedule: learned per-model distributions, hazard-shaped spacing.
+    """The default schedule: learned per-model distributions, hazard-shaped poll times.
 
     ``target_delay`` (seconds, per kind) is the main knob: the expected mean time between a task
-    finishing and the poll that sees it. Halving it roughly multiplies polls by √2 to 2.
-    ``min_interval``/``max_interval`` bound every gap; ``jitter`` spreads polls (fraction of the
-    gap) so many tasks created together do not poll in lockstep.
+    finishing and the poll that sees it. ``max_gap`` caps any gap while a task is likely to
+    finish, and so bounds the worst delay (p95 ≲ ``max_gap``). ``min_interval``/
+    ``max_interval`` bound every gap, the latter also for tasks running longer than anything
+    seen (gaps then grow by ``tail_growth`` × their age). ``jitter`` spreads polls (a fraction
+    of the gap) so tasks created together do not poll in lockstep. ``clock_scale`` > 1
+    compresses every duration and interval, for an emulator running faster than real time.
     """
 
     target_delay: dict[ModelKind, float] = field(
-        default_factory=lambda: {"image": 0.9, "video": 2.8, "audio": 2.0}
+        default_factory=lambda: {"image": 0.95, "video": 2.9, "audio": 2.0}
+    )
+    max_gap: dict[ModelKind, float] = field(
+        default_factory=lambda: {"image": 1.9, "video": 20.0, "audio": 10.0}
     )
     first_quantile: float = 0.01
     min_interval: float = 0.25
     max_interval: float = 30.0
     tail_growth: float = 0.1
-    jitter: float = 0.05
+    jitter: float = 0.02
     prior_weight: float = 8.0
     priors: dict[ModelKind, DurationPrior] = field(default_factory=lambda: dict(PRIORS))
     rng: random.Random = field(default_factory=random.Random, repr=False)
     clock_scale: float = 1.0
     _models: dict[str, DurationModel] = field(default_factory=dict, init=False, repr=False)
 
+    def __post_init__(self) -> None:
+        if not self.clock_scale > 0:
+            raise ValueError("clock_scale must be > 0")
+        if not 0 <= self.jitter < 1:
+            raise ValueError("jitter must be in [0, 1)")
+        if not 0 < self.min_interval <= self.max_interval:
+            raise ValueError("need 0 < min_interval <= max_interval")
+
     def model_stats(self, model: str | None) -> DurationModel:
+        """The learned distribution of one model id (created from its kind's prior)."""
         key = model or "?"
         stats = self._models.get(key)
         if stats is None:
-            spec = get_model(key)
-            kind = spec.kind if spec else kind_of(key)
-            prior = self.priors[kind]
-            scaled = DurationPrior(
-                prior.low / self.clock_scale,
-                prior.median / self.clock_scale,
-                prior.high / self.clock_scale,
-            )
+            prior = self.priors[_kind(key)]
+            scale = self.clock_scale
+            scaled = DurationPrior(prior.low / scale, prior.median / scale, prior.high / scale)
             stats = DurationModel(scaled, prior_weight=self.prior_weight)
             self._models[key] = stats
         return stats
 
     def _target(self, model: str | None) -> float:
-        return self.target_delay.get(kind_of(model or "?"), 1.0) / self.clock_scale
+        return self.target_delay.get(_kind(model or "?"), 1.0) / self.clock_scale
 
     def _jittered(self, value: float) -> float:
         if self.jitter <= 0:
             return value
         return value * (1 + self.rng.uniform(-self.jitter, self.jitter))
 
-    def _schedule(self, model: str | None) -> _Schedule:
+    def schedule_for(self, model: str | None) -> _Schedule:
+        """The current poll-time table of a model (seconds after creation)."""
+        kind = _kind(model or "?")
         return self.model_stats(model).schedule(
-            self._target(model), first_quantile=self.first_quantile
+            self._target(model),
+            first_quantile=self.first_quantile,
+            min_gap=self.min_interval / self.clock_scale,
+            max_gap=min(self.max_gap.get(kind, self.max_interval), self.max_interval)
+            / self.clock_scale,
         )
 
     def first_delay(self, model: str | None, hint: TaskHint) -> float:
-        first = self._schedule(model).first_poll
+        first = self.schedule_for(model).first_poll
         return max(self._jittered(first), self.min_interval / self.clock_scale)
 
     def next_delay(self, model: str | None, elapsed: float, polls: int, hint: TaskHint) -> float:
         lo = self.min_interval / self.clock_scale
         hi = self.max_interval / self.clock_scale
-        fallback = max(self._target(model) * 2, elapsed * self.tail_growth)
-        gap = self._schedule(model).next_interval(elapsed, fallback)
+        # Skip table times closer than ``lo``: a poll jittered a little early must not find
+        # its own slot still ahead and poll again at once.
+        scheduled = self.schedule_for(model).next_time(elapsed + lo)
+        if scheduled is None:  # older than anything seen: back off with age
+            gap = max(self._target(model) * 2, elapsed * self.tail_growth)
+        else:
+            gap = scheduled - elapsed
         eta = _eta_from_percent(hint, elapsed)
-        if eta is not None:
-            # Aim the next poll at the projected finish, but never slower than the schedule's
-            # own spacing near the end, and never poll in a busy loop.
-            gap = max(min(eta, hi), self._target(model) * 2) if eta > gap else gap
+        if eta is not None and eta > gap:
+            # The task says how far it is: aim at its projected finish instead.
+            gap = max(min(eta, hi), gap)
         return min(max(self._jittered(gap), lo), hi)
 
     def observe(self, model: str | None, lower: float, upper: float) -> None:
@@ -252,6 +383,11 @@ class AdaptivePolicy:
         # first poll corrects itself; otherwise the bracket's middle.
         estimate = upper * 0.7 if lower <= 0 else (lower + upper) / 2
         self.model_stats(model).observe(estimate)
+
+
+def _kind(model_id: str) -> ModelKind:
+    spec = get_model(model_id)
+    return spec.kind if spec else kind_of(model_id)
 
 
 def _eta_from_percent(hint: TaskHint, elapsed: float) -> float | None:

@@ -1,0 +1,364 @@
+"""The poller's contract, against the emulator over a real loopback socket.
+
+Every task added is yielded exactly once whatever happens to it; limits are never exceeded
+(the emulator's own counters are the judge); leaving or cancelling ends everything cleanly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import pytest
+
+from gptunnel_async import (
+    AdaptivePolicy,
+    AsyncGPTunnel,
+    InvalidInputError,
+    MediaRequest,
+    PollerClosedError,
+    TaskFailedError,
+    TaskTimeoutError,
+)
+from gptunnel_async._errors import APIConnectionError, InternalServerError
+from gptunnel_async.testing import DurationDist, Emulator, EmulatorConfig, serve
+
+pytestmark = pytest.mark.anyio
+
+SCALE = 200.0  # emulator and policy both run 200× faster than real time
+IMAGE = "google-imagen-3"
+
+
+@asynccontextmanager
+async def running(seed: int = 1, **config: object) -> AsyncIterator[tuple[Emulator, AsyncGPTunnel]]:
+    emu = Emulator(EmulatorConfig(time_scale=SCALE, seed=seed, **config))  # type: ignore[arg-type]
+    async with serve(emu) as server:
+        client = AsyncGPTunnel(
+            "test-key", base_url=server.url, poll_policy=AdaptivePolicy(clock_scale=SCALE)
+        )
+        async with client:
+            yield emu, client
+
+
+async def create_many(client: AsyncGPTunnel, n: int, model: str = IMAGE) -> list[str]:
+    ids = []
+    for i in range(n):
+        task = await client.media.create(model=model, prompt=f"prompt {i}")
+        ids.append(task.id)
+    return ids
+
+
+async def test_every_task_yielded_exactly_once_with_mixed_fates() -> None:
+    async with running(seed=7) as (emu, client):
+        emu.faults.task_failure_rate = 0.2
+        emu.faults.never_finish_rate = 0.1
+        async with client.poller(max_concurrency=8, task_timeout=120 / SCALE) as poller:
+            added = []
+            for i in range(60):
+                task = await client.media.create(model=IMAGE, prompt=f"p{i}")
+                added.append(poller.add(task, tag=i))
+            results = [r async for r in poller]
+    ids = Counter(r.id for r in results)
+    assert sorted(ids) == sorted(added)
+    assert set(ids.values()) == {1}
+    by_fate = Counter(type(r.error).__name__ if r.error else "ok" for r in results)
+    assert by_fate["ok"] and by_fate["TaskFailedError"] and by_fate["TaskTimeoutError"]
+    assert sum(by_fate.values()) == 60
+    for r in results:
+        assert r.ok == (r.error is None)
+        assert r.tag is not None
+        if r.ok:
+            assert r.task.is_done and r.url and r.unwrap() is r.task
+        else:
+            with pytest.raises((TaskFailedError, TaskTimeoutError)):
+                r.unwrap()
+
+
+async def test_completion_order_and_tasks_added_while_iterating() -> None:
+    async with running() as (emu, client):
+        emu.config.durations[IMAGE] = DurationDist.fixed(10.0)
+        emu.config.durations["yandex-art"] = DurationDist.fixed(40.0)
+        async with client.poller() as poller:
+            slow = poller.add(await client.media.create(model="yandex-art", prompt="slow"))
+            fast = poller.add(await client.media.create(model=IMAGE, prompt="fast"))
+            order = []
+            async for result in poller:
+                order.append(result.id)
+                if result.id == fast:  # a follow-up task added from inside the loop
+                    poller.add(await client.media.create(model=IMAGE, prompt="follow-up"))
+    assert order[0] == fast
+    assert slow in order and len(order) == 3
+
+
+async def test_keep_open_waits_for_close_from_a_concurrent_producer() -> None:
+    async with running() as (_, client):
+        seen = []
+        async with client.poller(keep_open=True) as poller:
+
+            async def produce() -> None:
+                for i in range(5):
+                    poller.add(await client.media.create(model=IMAGE, prompt=f"x{i}"))
+                    await anyio.sleep(0.02)
+                poller.close()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(produce)
+                async for result in poller:
+                    seen.append(result.id)
+            with pytest.raises(PollerClosedError):
+                poller.add("0123456789abcdef01234567")
+    assert len(seen) == len(set(seen)) == 5
+
+
+async def test_polls_that_keep_failing_yield_the_error() -> None:
+    async with running() as (emu, client):
+        ids = await create_many(client, 3)
+        emu.faults.error_rate = 1.0
+        emu.faults.error_statuses = (503,)
+        async with client.poller(max_poll_failures=3) as poller:
+            for task_id in ids:
+                poller.add(task_id)
+            results = [r async for r in poller]
+    assert sorted(r.id for r in results) == sorted(ids)
+    assert all(isinstance(r.error, InternalServerError) and not r.ok for r in results)
+    assert emu.counters.responses_by_status[503] == 9  # 3 polls each, then given up
+    assert poller.stats.failed_polls == 9
+
+
+async def test_unknown_task_id_is_yielded_as_failure_not_raised() -> None:
+    async with running() as (_, client), client.poller() as poller:
+        poller.add("ffffffffffffffffffffffff")
+        (result,) = [r async for r in poller]
+    assert not result.ok and result.error is not None and result.error.status_code == 404
+
+
+async def test_transient_errors_are_retried_per_task_without_losing_any() -> None:
+    async with running(seed=3) as (emu, client):
+        ids = await create_many(client, 20)
+        emu.faults.error_rate = 0.3
+        emu.faults.drop_rate = 0.05
+        async with client.poller(max_concurrency=4) as poller:
+            for task_id in ids:
+                poller.add(task_id)
+            results = [r async for r in poller]
+    assert sorted(r.id for r in results) == sorted(ids)
+    assert all(r.ok for r in results), [str(r.error) for r in results if not r.ok]
+    assert poller.stats.failed_polls > 0
+
+
+async def test_429_pauses_all_polling_for_its_retry_after() -> None:
+    async with running() as (emu, client):
+        ids = await create_many(client, 12)
+        emu.faults.retry_after_format = "seconds"
+        async with client.poller(max_concurrency=6) as poller:
+            for task_id in ids:
+                poller.add(task_id)
+            emu.faults.burst_429(0.3, retry_after=0.5)
+            results = [r async for r in poller]
+    assert all(r.ok for r in results)
+    assert poller.stats.rate_limited >= 1
+    assert emu.counters.retry_after_violations == 0
+    assert emu.counters.responses_by_status[429] >= 1
+
+
+async def test_max_concurrency_and_rate_budget_are_never_exceeded() -> None:
+    async with running() as (emu, client):
+        emu.faults.latency = 0.01
+        ids = await create_many(client, 40)
+        emu.counters.reset()
+        async with client.poller(max_concurrency=3, requests_per_second=40) as poller:
+            for task_id in ids:
+                poller.add(task_id)
+            results = [r async for r in poller]
+    assert len(results) == 40
+    assert 1 <= emu.counters.max_in_flight <= 3
+    assert emu.counters.max_requests_in_window(1.0) <= 40
+    assert poller.gate is not None and poller.gate.stats.max_in_flight <= 3
+
+
+async def test_run_deadline_yields_every_unfinished_task_as_timed_out() -> None:
+    async with running() as (emu, client):
+        emu.faults.never_finish_rate = 1.0
+        ids = await create_many(client, 5)
+        with anyio.fail_after(5):
+            async with client.poller(deadline=0.3) as poller:
+                for task_id in ids:
+                    poller.add(task_id)
+                results = [r async for r in poller]
+    assert sorted(r.id for r in results) == sorted(ids)
+    assert all(isinstance(r.error, TaskTimeoutError) for r in results)
+    assert poller.closed
+
+
+async def test_cancelling_the_consumer_stops_everything_cleanly() -> None:
+    async with running() as (emu, client):
+        emu.faults.never_finish_rate = 1.0
+        ids = await create_many(client, 10)
+        with anyio.move_on_after(0.3) as scope:
+            async with client.poller() as poller:
+                for task_id in ids:
+                    poller.add(task_id)
+                async for _ in poller:
+                    pass
+        assert scope.cancelled_caught
+        polls_after_exit = emu.counters.api_requests_total
+        await anyio.sleep(0.2)
+        assert emu.counters.api_requests_total == polls_after_exit  # nothing left running
+
+
+async def test_leaving_the_block_early_cancels_polling() -> None:
+    async with running() as (emu, client):
+        emu.faults.never_finish_rate = 1.0
+        ids = await create_many(client, 4)
+        async with client.poller() as poller:
+            for task_id in ids:
+                poller.add(task_id)
+            await anyio.sleep(0.05)
+        before = emu.counters.api_requests_total
+        await anyio.sleep(0.2)
+        assert emu.counters.api_requests_total == before
+        with pytest.raises(PollerClosedError):
+            poller.add(ids[0])
+
+
+async def test_bare_ids_resume_after_a_restart() -> None:
+    async with running() as (emu, client):
+        ids = await create_many(client, 6)
+        # a "new process": a fresh client that knows only the ids
+        async with (
+            AsyncGPTunnel(
+                "test-key",
+                base_url=client.base_url,
+                poll_policy=AdaptivePolicy(clock_scale=SCALE),
+            ) as fresh,
+            fresh.poller() as poller,
+        ):
+            for task_id in ids:
+                poller.add(task_id)
+            results = [r async for r in poller]
+    assert sorted(r.id for r in results) == sorted(ids)
+    assert all(r.ok for r in results)
+    assert sum(emu.counters.creates_by_prompt.values()) == 6
+
+
+async def test_add_rejects_bad_input_with_typed_errors() -> None:
+    async with running() as (_, client):
+        async with client.poller() as poller:
+            with pytest.raises(InvalidInputError):
+                poller.add("../../etc/passwd")
+            with pytest.raises(InvalidInputError):
+                poller.add("abc", kind="nope")
+            poller.add("0123456789abcdef01234567")
+            with pytest.raises(InvalidInputError):
+                poller.add("0123456789abcdef01234567")  # already being polled
+        with pytest.raises(InvalidInputError):
+            client.poller(max_concurrency=0)
+        with pytest.raises(InvalidInputError):
+            client.poller(requests_per_second=0)
+
+
+async def test_generate_many_streams_requests_and_yields_each_exactly_once() -> None:
+    async def requests() -> AsyncIterator[object]:
+        for i in range(30):
+            yield {"model": IMAGE, "prompt": f"gen {i}", "tag": i}
+        yield {"model": IMAGE, "prompt": "bad ar", "ar": "5:7"}  # refused locally
+        yield MediaRequest(model="yandex-art", prompt="typed request")
+        yield 42  # not a request at all
+
+    async with (
+        running() as (emu, client),
+        client.media.generate_many(requests(), max_concurrency=6, max_pending=8) as results,
+    ):
+        out = [r async for r in results]
+    assert len(out) == 33
+    assert sorted(r.index for r in out if r.index is not None) == list(range(33))
+    failures = [r for r in out if not r.ok]
+    assert len(failures) == 2 and all(isinstance(r.error, InvalidInputError) for r in failures)
+    assert all(r.id is None for r in failures)
+    assert emu.counters.creates_total == 31
+    assert set(emu.counters.creates_by_prompt.values()) == {1}
+
+
+async def test_generate_many_never_resends_a_create_whose_answer_was_lost() -> None:
+    async with running() as (emu, client):
+        emu.faults.script(
+            "POST /v1/media/create", ["drop_after", "pass", (429, {"Retry-After": "0.1"})]
+        )
+        reqs = [{"model": IMAGE, "prompt": f"once {i}"} for i in range(5)]
+        async with client.media.generate_many(reqs, max_concurrency=1) as results:
+            out = [r async for r in results]
+    assert len(out) == 5
+    lost = [r for r in out if not r.ok]
+    assert len(lost) == 1
+    assert isinstance(lost[0].error, APIConnectionError) and lost[0].error.may_have_been_created
+    assert "not re-sent" in str(lost[0].error).lower()
+    # every prompt reached the server exactly once, the lost one included; the 429 was retried
+    assert emu.counters.creates_by_prompt == Counter({f"once {i}": 1 for i in range(5)})
+
+
+async def test_generate_many_deadline_accounts_for_every_created_task() -> None:
+    async with running() as (emu, client):
+        emu.faults.never_finish_rate = 1.0
+        reqs = ({"model": IMAGE, "prompt": f"d{i}"} for i in range(1000))
+        async with client.media.generate_many(reqs, deadline=0.4, max_pending=20) as results:
+            out = [r async for r in results]
+    created = emu.counters.creates_total
+    assert 0 < created < 1000
+    assert len(out) == created  # every paid task is accounted for; unread requests never ran
+    assert all(isinstance(r.error, TaskTimeoutError) for r in out)
+
+
+def test_policy_never_polls_before_the_earliest_plausible_finish() -> None:
+    policy = AdaptivePolicy(jitter=0)
+    from gptunnel_async.poller.policy import TaskHint
+
+    assert policy.first_delay("google-imagen-3", TaskHint()) >= 4.5
+    assert policy.first_delay("glabs-veo-3-1-fast", TaskHint()) >= 55
+    # learning: a model that always takes ~100 s moves its first poll close to 100 s
+    for _ in range(300):
+        policy.observe("google-imagen-3", 99.0, 101.0)
+    assert 80 < policy.first_delay("google-imagen-3", TaskHint()) < 101
+
+
+def test_policy_hits_its_delay_target_with_far_fewer_polls_than_a_fixed_loop() -> None:
+    """Simulated (no I/O): durations log-uniform 60–300 s, the issue's wide video spread."""
+    import random
+
+    from gptunnel_async.poller.policy import TaskHint
+
+    rng = random.Random(5)
+    policy = AdaptivePolicy(rng=random.Random(1))
+    model = "glabs-veo-3-1-fast"
+    polls_total = delay_total = 0.0
+    naive_total = 0.0
+    n = 2000
+    for _ in range(n):
+        duration = math.exp(rng.uniform(math.log(60), math.log(300)))
+        t = policy.first_delay(model, TaskHint())
+        polls, last = 1, 0.0
+        while t < duration:
+            last = t
+            t += policy.next_delay(model, t, polls, TaskHint())
+            polls += 1
+        policy.observe(model, last, t)
+        polls_total += polls
+        delay_total += t - duration
+        naive_total += math.ceil(duration)
+    mean_delay = delay_total / n
+    assert mean_delay <= 3.0
+    assert naive_total / polls_total >= 8.5
+
+
+def test_policy_uses_progress_percent_to_aim_at_the_finish() -> None:
+    from gptunnel_async.poller.policy import TaskHint
+
+    policy = AdaptivePolicy(jitter=0)
+    # at 20 s the task said 90 %: it should be done in ~2 s, so poll soon
+    soon = policy.next_delay("mj", 20.0, 3, TaskHint(percent=90, percent_elapsed=20.0))
+    # at 20 s it said 10 %: ~180 s to go, so there's no point polling every few seconds
+    later = policy.next_delay("mj", 20.0, 3, TaskHint(percent=10, percent_elapsed=20.0))
+    assert soon < later
+    assert later <= policy.max_interval
