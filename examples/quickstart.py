@@ -1,0 +1,72 @@
+"""Quick start: generate images for every line of a prompts file and save them — offline.
+
+Runs the whole job against the built-in GPTunnel emulator on a loopback port (no key, no
+network): creates with bounded concurrency, polls adaptively, saves each file as it finishes.
+
+    python examples/quickstart.py [prompts.txt] [out-dir]
+
+Against the real API, drop the emulator and build the client as ``AsyncGPTunnel()`` (the key
+comes from GPTUNNEL_API_KEY).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import anyio
+import httpx
+
+from gptunnel_async import AdaptivePolicy, AsyncGPTunnel
+from gptunnel_async.testing import Emulator, EmulatorConfig, serve
+
+SPEED = 20.0  # the emulator runs 20× faster than the real service; the schedule follows
+
+
+async def save(http: httpx.AsyncClient, url: str, target: Path) -> Path:
+    """Stream a result to a temporary file and rename it into place (never half-written)."""
+    async with http.stream("GET", url) as response:
+        response.raise_for_status()
+        suffix = Path(httpx.URL(url).path).suffix or ".bin"
+        final = target.with_suffix(suffix)
+        partial = final.with_suffix(suffix + ".part")
+        with partial.open("wb") as out:
+            async for chunk in response.aiter_bytes():
+                out.write(chunk)
+    partial.replace(final)
+    return final
+
+
+async def main(prompts_file: Path, out_dir: Path) -> None:
+    prompts = [
+        line.strip() for line in prompts_file.read_text("utf-8").splitlines() if line.strip()
+    ]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    emulator = Emulator(EmulatorConfig(time_scale=SPEED))
+    async with (
+        serve(emulator) as server,
+        AsyncGPTunnel(
+            "offline-demo-key",
+            base_url=server.url,
+            poll_policy=AdaptivePolicy(clock_scale=SPEED),
+        ) as client,
+        httpx.AsyncClient() as http,  # files come from the storage host: no API key there
+    ):
+        requests = [
+            {"model": "google-imagen-3", "prompt": p, "ar": "16:9", "tag": i}
+            for i, p in enumerate(prompts)
+        ]
+        async with client.media.generate_many(requests, max_concurrency=8) as results:
+            async for result in results:
+                if not result.ok:
+                    print(f"#{result.index} failed: {result.error}")
+                    continue
+                path = await save(http, result.url or "", out_dir / f"{result.index:04d}")
+                print(f"#{result.index} {result.id} → {path} ({path.stat().st_size} bytes)")
+
+
+if __name__ == "__main__":
+    here = Path(__file__).parent
+    prompts_path = Path(sys.argv[1]) if len(sys.argv) > 1 else here / "prompts.txt"
+    out_path = Path(sys.argv[2]) if len(sys.argv) > 2 else Path("out")
+    anyio.run(main, prompts_path, out_path)
