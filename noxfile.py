@@ -17,14 +17,20 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
 
-@nox.session(python=False, name="tests")
-@nox.parametrize("backend", ["asyncio", "trio"], ids=["asyncio", "trio"])
-def tests(session: nox.Session, backend: str) -> None:
-    """The test suite on one async backend (each async test runs on it)."""
-    session.run(
-        PY, "-m", "pytest", "-q", *session.posargs,
-        env={"GPTUNNEL_TEST_BACKENDS": backend},
-    )  # fmt: skip
+def _tests(session: nox.Session, backend: str) -> None:
+    session.run(PY, "-m", "pytest", "-q", *session.posargs, env={"GPTUNNEL_TEST_BACKENDS": backend})
+
+
+@nox.session(python=False, name="tests-asyncio")
+def tests_asyncio(session: nox.Session) -> None:
+    """The test suite, every async test on asyncio."""
+    _tests(session, "asyncio")
+
+
+@nox.session(python=False, name="tests-trio")
+def tests_trio(session: nox.Session) -> None:
+    """The test suite, every async test on trio."""
+    _tests(session, "trio")
 
 
 @nox.session(python=False)

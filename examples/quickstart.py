@@ -37,11 +37,7 @@ async def save(http: httpx.AsyncClient, url: str, target: Path) -> Path:
     return final
 
 
-async def main(prompts_file: Path, out_dir: Path) -> None:
-    prompts = [
-        line.strip() for line in prompts_file.read_text("utf-8").splitlines() if line.strip()
-    ]
-    out_dir.mkdir(parents=True, exist_ok=True)
+async def main(prompts: list[str], out_dir: Path) -> None:
     emulator = Emulator(EmulatorConfig(time_scale=SPEED))
     async with (
         serve(emulator) as server,
@@ -69,4 +65,6 @@ if __name__ == "__main__":
     here = Path(__file__).parent
     prompts_path = Path(sys.argv[1]) if len(sys.argv) > 1 else here / "prompts.txt"
     out_path = Path(sys.argv[2]) if len(sys.argv) > 2 else Path("out")
-    anyio.run(main, prompts_path, out_path)
+    lines = [line.strip() for line in prompts_path.read_text("utf-8").splitlines()]
+    out_path.mkdir(parents=True, exist_ok=True)
+    anyio.run(main, [line for line in lines if line], out_path)
