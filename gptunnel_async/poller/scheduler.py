@@ -308,17 +308,14 @@ class Poller:
                 return self._results.popleft()
             if not self.pending and (self._closed or not self.keep_open):
                 raise StopAsyncIteration
-            if not self._entered or self._exited or self._changed is None:
+            if self._exited:
                 raise RuntimeError("iterate a Poller inside its `async with` block")
-            event = self._changed
-            await event.wait()
-            if self._changed is event:
-                self._changed = anyio.Event()
+            await self.wait_for_change()
 
     async def wait_for_change(self) -> None:
         """Return after the next result or close (used to apply back-pressure to producers)."""
         if self._changed is None:
-            raise RuntimeError("the Poller is not running")
+            raise RuntimeError("iterate a Poller inside its `async with` block")
         event = self._changed
         await event.wait()
         if self._changed is event:
