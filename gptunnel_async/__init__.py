@@ -31,7 +31,18 @@ from .poller import (
     PollPolicy,
     PollResult,
 )
-from .types import MediaTask, SunoTrack, TaskState
+from .types import (
+    Balance,
+    BGRemoverTask,
+    FaceSwapTask,
+    GeneratedImage,
+    LLMModel,
+    MediaTask,
+    MidjourneyTask,
+    SunoTrack,
+    TaskState,
+    Usage,
+)
 
 __all__ = [
     "MODELS",
@@ -43,15 +54,21 @@ __all__ = [
     "AdaptivePolicy",
     "AsyncGPTunnel",
     "AuthenticationError",
+    "BGRemoverTask",
+    "Balance",
     "ConfigurationError",
+    "FaceSwapTask",
     "FixedIntervalPolicy",
     "GPTunnelError",
+    "GeneratedImage",
     "InsufficientBalanceError",
     "InternalServerError",
     "InvalidInputError",
     "InvalidRequestError",
+    "LLMModel",
     "MediaRequest",
     "MediaTask",
+    "MidjourneyTask",
     "ModelSpec",
     "NotFoundError",
     "PermissionDeniedError",
@@ -65,5 +82,6 @@ __all__ = [
     "TaskFailedError",
     "TaskState",
     "TaskTimeoutError",
+    "Usage",
     "__version__",
 ]

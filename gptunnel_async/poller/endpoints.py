@@ -44,9 +44,24 @@ async def _fetch_media(client: AsyncGPTunnel, task_id: str) -> Any:
     return await client.media.fetch(task_id, max_retries=0)
 
 
-MEDIA = TaskKind("media", _fetch_media)
+async def _fetch_midjourney(client: AsyncGPTunnel, task_id: str) -> Any:
+    return await client.midjourney.fetch(task_id, max_retries=0)
 
-TASK_KINDS: dict[str, TaskKind] = {MEDIA.name: MEDIA}
+
+async def _fetch_faceswap(client: AsyncGPTunnel, task_id: str) -> Any:
+    return await client.faceswap.fetch(task_id, max_retries=0)
+
+
+async def _fetch_bgremover(client: AsyncGPTunnel, task_id: str) -> Any:
+    return await client.bgremover.fetch(task_id, max_retries=0)
+
+
+MEDIA = TaskKind("media", _fetch_media)
+MIDJOURNEY = TaskKind("midjourney", _fetch_midjourney)
+FACESWAP = TaskKind("faceswap", _fetch_faceswap)
+BGREMOVER = TaskKind("bgremover", _fetch_bgremover)
+
+TASK_KINDS: dict[str, TaskKind] = {k.name: k for k in (MEDIA, MIDJOURNEY, FACESWAP, BGREMOVER)}
 
 
 def kind_of_task(task: Any, default: str = "media") -> TaskKind:

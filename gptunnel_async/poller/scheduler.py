@@ -33,7 +33,7 @@ from .._errors import (
 )
 from .._logs import logger
 from .._validation import check_task_id
-from ..resources.media import is_transient
+from ..resources._waiting import is_transient
 from ..types._status import TaskState
 from .endpoints import TASK_KINDS, TaskKind, kind_of_task
 from .limits import RequestGate
