@@ -13,6 +13,7 @@ import platform
 import time
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -31,12 +32,17 @@ from ._retry import (
     parse_retry_after,
 )
 from ._version import __version__
+from .download import Downloader, LinkPolicy, check_not_expired, result_url
 from .poller.policy import AdaptivePolicy, PollPolicy
 from .poller.scheduler import Poller
+from .resources.account import AccountResource
 from .resources.media import MediaResource
+from .resources.midjourney import MidjourneyResource
+from .resources.tools import BGRemoverResource, FaceSwapResource
 
 if TYPE_CHECKING:
     from .poller.limits import RequestGate
+    from .types.account import Balance, LLMModel
 
 DEFAULT_BASE_URL = "https://gptunnel.ru"
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
@@ -93,6 +99,9 @@ class AsyncGPTunnel:
     """
 
     media: MediaResource
+    midjourney: MidjourneyResource
+    faceswap: FaceSwapResource
+    bgremover: BGRemoverResource
 
     def __init__(
         self,
@@ -135,6 +144,7 @@ class AsyncGPTunnel:
             follow_redirects=False,
         )
         self._limiter: anyio.CapacityLimiter | None = None
+        self._downloader: Downloader | None = None
         self._closed = False
         self._headers = {
             "Authorization": self._api_key,
@@ -144,6 +154,10 @@ class AsyncGPTunnel:
         #: The schedule every wait and poller of this client shares (and teaches).
         self.poll_policy: PollPolicy = poll_policy or AdaptivePolicy()
         self.media = MediaResource(self)
+        self.midjourney = MidjourneyResource(self)
+        self.faceswap = FaceSwapResource(self)
+        self.bgremover = BGRemoverResource(self)
+        self._account = AccountResource(self)
 
     # -- lifecycle --
 
@@ -164,6 +178,8 @@ class AsyncGPTunnel:
             return
         self._closed = True
         unregister_secret(self._api_key)
+        if self._downloader is not None:
+            await self._downloader.aclose()
         if self._owns_http:
             await self._http.aclose()
 
@@ -177,6 +193,56 @@ class AsyncGPTunnel:
     @property
     def http_client(self) -> httpx.AsyncClient:
         return self._http
+
+    # -- result files ------------------------------------------------------------------------
+
+    @property
+    def downloader(self) -> Downloader:
+        """Fetches result files with its own credential-free HTTP client (the key stays here).
+
+        Loopback links are accepted only when the API itself is on loopback (the emulator).
+        """
+        if self._downloader is None:
+            loopback = is_loopback_host(urlsplit(self.base_url).hostname or "")
+            self._downloader = Downloader(
+                timeout=self.timeout,
+                link_policy=LinkPolicy(allow_loopback=loopback),
+                retry_policy=RetryPolicy(
+                    max_retries=max(self.retry_policy.max_retries, 3),
+                    initial_delay=self.retry_policy.initial_delay,
+                    max_delay=self.retry_policy.max_delay,
+                    retry_after_cap=self.retry_policy.retry_after_cap,
+                ),
+            )
+        return self._downloader
+
+    async def download(
+        self, task: Any, destination: str | os.PathLike[str], *, max_bytes: int | None = None
+    ) -> Path:
+        """Save a finished task's file; returns its path.
+
+        ``destination`` is a directory (the file is named after the task id) or a file path
+        (without a suffix, the extension comes from the content type). The file appears under
+        its final name only when complete. An expired link is refused before any request.
+        """
+        check_not_expired(task)
+        return await self.downloader.fetch_to(
+            result_url(task), Path(destination), task_id=task.id, max_bytes=max_bytes
+        )
+
+    async def download_bytes(self, task: Any, *, max_bytes: int | None = None) -> bytes:
+        """A finished task's file in memory (capped by ``max_bytes``)."""
+        check_not_expired(task)
+        data, _ = await self.downloader.fetch_bytes(result_url(task), max_bytes=max_bytes)
+        return data
+
+    async def balance(self, use_wallet_balance: bool = False) -> Balance:
+        """The organisation's balance (or the personal wallet's), in rubles."""
+        return await self._account.balance(use_wallet_balance)
+
+    async def models(self) -> list[LLMModel]:
+        """The LLM models of ``GET /v1/models``."""
+        return await self._account.models()
 
     def poller(
         self,
@@ -220,6 +286,7 @@ class AsyncGPTunnel:
         task_id: str | None = None,
         max_retries: int | None = None,
         gate: RequestGate | None = None,
+        timeout: httpx.Timeout | None = None,
     ) -> Any:
         """Send one API request (retrying what is safe) and return its decoded JSON body.
 
@@ -227,7 +294,7 @@ class AsyncGPTunnel:
         when it certainly did not reach the server. ``max_retries`` overrides the policy (the
         poller passes 0 and schedules its own retries). A ``gate`` (a poller's shared limits)
         is held for each attempt, not while waiting, and learns of every 429 so that all
-        requests behind it pause.
+        requests behind it pause. ``timeout`` replaces the client's timeout for this request.
         """
         if self._closed:
             raise GPTunnelError("this AsyncGPTunnel client is closed")
@@ -240,7 +307,7 @@ class AsyncGPTunnel:
             slot: AbstractAsyncContextManager[None] = gate.slot() if gate else nullcontext()
             try:
                 async with slot:
-                    return await self._send_once(method, path, params, json, kind, task_id)
+                    return await self._send_once(method, path, params, json, kind, task_id, timeout)
             except _Retryable as retryable:
                 rate_limited = retryable.error.status_code == 429
                 if gate is not None and rate_limited:
@@ -265,13 +332,16 @@ class AsyncGPTunnel:
         json_body: Any,
         kind: RequestKind,
         task_id: str | None,
+        timeout: httpx.Timeout | None = None,
     ) -> Any:
         url = self.base_url + path
+        # A per-request timeout (e.g. the blocking /media/generate); else the client's own.
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         started = time.perf_counter()
         async with self._gate():
             try:
                 async with self._http.stream(
-                    method, url, params=params, json=json_body, headers=self._headers
+                    method, url, params=params, json=json_body, headers=self._headers, **extra
                 ) as response:
                     content = await _read_capped(response, MAX_RESPONSE_BYTES)
             except httpx.TransportError as exc:

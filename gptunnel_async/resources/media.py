@@ -7,27 +7,23 @@ the provider would reject, and waiting uses the client's shared ``AdaptivePolicy
 
 from __future__ import annotations
 
-import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import httpx
 
-from .._errors import (
-    APIConnectionError,
-    APIStatusError,
-    GPTunnelError,
-    InvalidInputError,
-    TaskFailedError,
-    TaskTimeoutError,
-)
-from .._logs import logger
+from .._errors import InvalidInputError
+from .._images import ImageInput, image_to_url
 from .._response import parse_model
-from .._retry import RETRYABLE_STATUSES, RequestKind
-from .._validation import check_media_create, check_task_id
-from ..poller.policy import TaskHint
+from .._retry import RequestKind
+from .._validation import check_media_create, check_task_id, check_text
+from ..catalog import MODELS, SUNO_VERSIONS
+from ..types.account import GeneratedImage
 from ..types.media import MediaTask
+from ._waiting import is_transient as is_transient
+from ._waiting import wait_for_task
 
 if TYPE_CHECKING:
     from .._client import AsyncGPTunnel
@@ -38,17 +34,16 @@ if TYPE_CHECKING:
 
 CREATE_PATH = "/v1/media/create"
 RESULT_PATH = "/v1/media/result"
+GENERATE_PATH = "/v1/media/generate"
+#: ``size`` values of the synchronous ``/media/generate`` [doc].
+GENERATE_SIZES = ("1K", "2K", "3K", "4K")
+#: ``/media/generate`` answers only when the image is ready: allow it this long to read.
+GENERATE_READ_TIMEOUT = 300.0
+SUNO_PROMPT_MAX = 400
 #: ``wait()`` gives up after this many seconds unless told otherwise (every wait is bounded).
 DEFAULT_WAIT_TIMEOUT = 3600.0
 
 ProgressCallback = Callable[[MediaTask], "Awaitable[None] | None"]
-
-
-def is_transient(error: BaseException) -> bool:
-    """An error worth polling through: connection trouble, timeouts, 408/409/425/429/5xx."""
-    if isinstance(error, APIConnectionError):
-        return True
-    return isinstance(error, APIStatusError) and (error.status_code or 0) in RETRYABLE_STATUSES
 
 
 def build_create_body(
@@ -66,12 +61,22 @@ def build_create_body(
         body["ar"] = ar
     if image_list is not None:
         body["images"] = image_list
+    if model.startswith("suno") and extra.get("version") is not None:
+        check_suno_version(extra["version"])
     for key, value in extra.items():
         if key in body:
             raise InvalidInputError(f"{key!r} given twice")
         if value is not None:
             body[key] = value
     return body
+
+
+def check_suno_version(version: Any) -> str:
+    """Suno's ``version`` must be one of ``catalog.SUNO_VERSIONS`` [doc]."""
+    if version not in SUNO_VERSIONS:
+        allowed = ", ".join(repr(v) for v in SUNO_VERSIONS)
+        raise InvalidInputError(f"suno version must be one of {allowed}; got {version!r}")
+    return str(version)
 
 
 class MediaResource:
@@ -117,7 +122,7 @@ class MediaResource:
             MediaTask, data, method="POST", path=CREATE_PATH, may_have_been_created=True
         )
         task.mark_created(started)
-        return task
+        return task.bind(self._client)
 
     async def result(self, task_id: str) -> MediaTask:
         """The task's current state (one request; reads are retried on transient errors)."""
@@ -133,7 +138,7 @@ class MediaResource:
             task_id=task_id,
             max_retries=max_retries,
         )
-        return parse_model(MediaTask, data, method="GET", path=RESULT_PATH)
+        return parse_model(MediaTask, data, method="GET", path=RESULT_PATH).bind(self._client)
 
     async def wait(
         self,
@@ -148,67 +153,15 @@ class MediaResource:
         plausible finish). Transient errors are polled through; ``TaskTimeoutError`` after
         ``timeout`` seconds (``None`` = no limit). Cancelling the caller stops the wait at once.
         """
-        current = task if isinstance(task, MediaTask) else None
-        task_id = check_task_id(current.id if current else task)
-        if timeout is not None and (math.isnan(timeout) or timeout < 0):
-            raise InvalidInputError("timeout must be >= 0 or None")
-        with anyio.move_on_after(math.inf if timeout is None else timeout):
-            return await self._poll_until_finished(task_id, current, on_progress)
-        # Only the deadline gets here: the poll loop itself returns or raises.
-        raise TaskTimeoutError(
-            f"task {task_id} did not finish within {timeout} s (it may still finish; "
-            "wait again, or resume later with client.media.wait(task_id))",
-            task=current,
-            task_id=task_id,
+        return await wait_for_task(
+            self._client,
+            task,
+            MediaTask,
+            self.result,
+            timeout=timeout,
+            on_progress=on_progress,
+            resume_hint="client.media.wait(task_id)",
         )
-
-    async def _poll_until_finished(
-        self, task_id: str, current: MediaTask | None, on_progress: ProgressCallback | None
-    ) -> MediaTask:
-        policy = self._client.poll_policy
-        model = current.model if current else None
-        origin = current.created_mono if current and current.created_mono is not None else None
-        if current is not None and current.is_finished:
-            return _finish(current)
-        origin_known = origin is not None
-        if origin is None:  # a bare id (e.g. after a restart): look right away
-            origin = next_at = anyio.current_time()
-        else:
-            next_at = origin + policy.first_delay(model, TaskHint())
-        last_running = 0.0
-        polls = 0
-        failures = 0
-        while True:
-            await anyio.sleep(max(next_at - anyio.current_time(), 0.0))
-            polls += 1
-            try:
-                current = await self.result(task_id)
-            except GPTunnelError as exc:
-                if not is_transient(exc):
-                    raise
-                failures += 1
-                retry_after = getattr(exc, "retry_after", None)
-                delay = self._client.retry_policy.delay_for(
-                    retry_after, self._client.retry_policy.delay_after(failures)
-                )
-                logger.debug(
-                    "polling %s: transient error (%s); next poll in %.1fs", task_id, exc, delay
-                )
-                next_at = anyio.current_time() + delay
-                continue
-            failures = 0
-            elapsed = anyio.current_time() - origin
-            model = model or current.model
-            if current.is_finished:
-                if origin_known:
-                    policy.observe(model, last_running, elapsed)
-                return _finish(current)
-            last_running = elapsed
-            if on_progress is not None:
-                maybe = on_progress(current)
-                if maybe is not None:
-                    await maybe
-            next_at = origin + elapsed + policy.next_delay(model, elapsed, polls, TaskHint())
 
     def generate_many(
         self,
@@ -266,8 +219,89 @@ class MediaResource:
         task = await self.create(model=model, prompt=prompt, ar=ar, images=images, **extra)
         return await self.wait(task, timeout=timeout, on_progress=on_progress)
 
+    async def create_suno(
+        self,
+        prompt: str,
+        *,
+        lyric: str | None = None,
+        title: str | None = None,
+        tags: str | Sequence[str] | None = None,
+        version: str | None = None,
+        model: str = "suno",
+    ) -> MediaTask:
+        """Start a Suno song (billed): a description in ``prompt`` (<= 400 characters), or the
+        custom mode with your own ``lyric``, ``title`` and style ``tags``.
 
-def _finish(task: MediaTask) -> MediaTask:
-    if task.is_failed:
-        raise TaskFailedError(f"task {task.id} failed: {task.failure_reason}", task=task)
-    return task
+        The finished task's ``result`` is a list of tracks (``SunoTrack.audio_url``), and
+        ``urls`` lists every track. Wait for it with ``client.media.wait``.
+        """
+        check_text("prompt", prompt, max_len=SUNO_PROMPT_MAX)
+        extra: dict[str, Any] = {}
+        if version is not None:
+            extra["version"] = check_suno_version(version)
+        if lyric is not None:
+            extra["lyric"] = check_text("lyric", lyric)
+        if title is not None:
+            extra["title"] = check_text("title", title)
+        if tags is not None:
+            if not isinstance(tags, str):
+                if not all(isinstance(t, str) and t.strip() for t in tags):
+                    raise InvalidInputError("tags must be a string or a list of strings")
+                tags = ", ".join(t.strip() for t in tags)
+            extra["tags"] = check_text("tags", tags)
+        return await self.create(model=model, prompt=prompt, **extra)
+
+    async def generate_sync(
+        self,
+        *,
+        model: str = "seedream-4",
+        prompt: str,
+        size: str | None = None,
+        aspect_ratio: str | None = None,
+        images: Sequence[ImageInput] | None = None,
+        read_timeout: float = GENERATE_READ_TIMEOUT,
+    ) -> GeneratedImage:
+        """Generate an image synchronously via ``POST /v1/media/generate`` (billed).
+
+        The request blocks until the image is ready, so it gets a ``read_timeout`` of its own
+        (default 300 s). ``images`` (references) may be URLs, bytes or file paths; bytes and
+        paths are sent as ``data:`` URLs. The link in ``result`` lives about 24 hours.
+        """
+        check_text("model", model)
+        check_text("prompt", prompt)
+        spec = MODELS.get(model)
+        if spec is not None and spec.endpoint != "generate":
+            raise InvalidInputError(
+                f"model {model!r} is served by /media/create: use client.media.create/generate"
+            )
+        if size is not None and size not in GENERATE_SIZES:
+            allowed = ", ".join(repr(s) for s in GENERATE_SIZES)
+            raise InvalidInputError(f"size must be one of {allowed}; got {size!r}")
+        if aspect_ratio is not None and not isinstance(aspect_ratio, str):
+            raise InvalidInputError("aspect_ratio must be a string such as '21:9'")
+        if not read_timeout > 0:
+            raise InvalidInputError("read_timeout must be > 0 seconds")
+        body: dict[str, Any] = {"model": model, "prompt": prompt, "response_format": "url"}
+        if size is not None:
+            body["size"] = size
+        if aspect_ratio is not None:
+            body["aspect_ratio"] = aspect_ratio
+        if images is not None:
+            if isinstance(images, (str, bytes)):
+                raise InvalidInputError("images must be a list (of URLs, bytes or paths)")
+            body["images"] = [
+                await image_to_url(img, name=f"images[{i}]") for i, img in enumerate(images)
+            ]
+        base = self._client.timeout
+        data = await self._client.request(
+            "POST",
+            GENERATE_PATH,
+            json=body,
+            kind=RequestKind.CREATE,
+            timeout=httpx.Timeout(
+                connect=base.connect, read=read_timeout, write=base.write, pool=base.pool
+            ),
+        )
+        return parse_model(
+            GeneratedImage, data, method="POST", path=GENERATE_PATH, may_have_been_created=True
+        )

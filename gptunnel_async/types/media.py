@@ -7,8 +7,10 @@ tracks) parses beside the ``url`` of other models.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta, timezone
-from typing import Any, ClassVar, Optional
+from pathlib import Path
+from typing import Any, ClassVar, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
@@ -81,6 +83,19 @@ class MediaTask(BaseModel):
 
     # When this process sent the create (event-loop clock), so waits know the task's age.
     _created_mono: Optional[float] = PrivateAttr(default=None)
+    # The client that fetched this task, so ``download()`` needs no client argument.
+    _client: Any = PrivateAttr(default=None)
+
+    def bind(self, client: Any) -> MediaTask:
+        self._client = client
+        return self
+
+    async def download(self, destination: Union[str, os.PathLike[str]], **kwargs: Any) -> Path:
+        """Save the result file (see ``AsyncGPTunnel.download``); returns its path."""
+        if self._client is None:
+            raise RuntimeError("this task is not bound to a client: use client.download(task, ...)")
+        path: Path = await self._client.download(self, destination, **kwargs)
+        return path
 
     def mark_created(self, loop_time: float) -> None:
         self._created_mono = loop_time
