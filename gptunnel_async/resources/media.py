@@ -22,7 +22,6 @@ from .._validation import check_media_create, check_task_id, check_text
 from ..catalog import MODELS, SUNO_VERSIONS
 from ..types.account import GeneratedImage
 from ..types.media import MediaTask
-from ._waiting import is_transient as is_transient
 from ._waiting import wait_for_task
 
 if TYPE_CHECKING:
