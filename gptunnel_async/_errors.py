@@ -150,6 +150,14 @@ class InternalServerError(APIStatusError):
     """HTTP 5xx."""
 
 
+class CreateOutcomeUnknownError(GPTunnelError):
+    """An earlier run sent this create and recorded no answer: the task may exist and be billed.
+
+    Raised (as a batch result) on resume instead of sending the create again. Check the
+    provider's dashboard, or drop the request from the input if it should not run twice.
+    """
+
+
 class TaskFailedError(GPTunnelError):
     """The server reports that the task failed (or was cancelled)."""
 

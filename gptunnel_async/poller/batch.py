@@ -1,25 +1,43 @@
-"""``generate_many``: create with bounded concurrency and poll in the same run.
+"""``generate_many``: create with bounded concurrency, poll, save files — resumably.
 
-Requests stream in from any iterable or async iterable (a million-line file is read as the
-run goes, never all at once): each is validated, created through the poller's gate (so creates
-and polls share one concurrency bound, one rate budget and one 429 pause) and handed to the
-poller. Every request comes out exactly once, in completion order — as a finished task, or as a
-failure that says why: bad input (nothing sent), a create the server refused, or a create whose
-outcome is unknown (``error.may_have_been_created``: it was not re-sent).
+Three stages in one task group, joined by the poller:
+
+- the **feeder** reads requests from any iterable or async iterable as the run goes (a
+  million-line file is never loaded at once), validates each, consults the journal, and either
+  creates the task through the poller's gate (creates and polls share one concurrency bound,
+  one rate budget and one 429 pause), resumes polling a task created by an earlier run, or
+  reports what an earlier run already finished;
+- the **poller** polls every created task on its adaptive schedule;
+- the **drain** records each outcome in the journal and, with ``download_to``, saves each file
+  as its task finishes, then hands the result to the caller.
+
+Every request comes out exactly once: a finished task, or a failure that says why — bad input
+(nothing sent), a create the server refused, or a create whose outcome is unknown
+(``may_have_been_created`` / ``CreateOutcomeUnknownError``: never re-sent).
 """
 
 from __future__ import annotations
 
+import os
+from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
 from contextlib import aclosing, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .._errors import GPTunnelError, InvalidInputError, TaskTimeoutError
+from .._errors import (
+    CreateOutcomeUnknownError,
+    GPTunnelError,
+    InvalidInputError,
+    TaskFailedError,
+    TaskTimeoutError,
+)
 from .._logs import logger
+from ..journal import Journal, SQLiteJournal, State, body_digest
 from ..resources.media import build_create_body
 from .results import PollResult
 from .scheduler import Poller, PollerClosedError
@@ -66,6 +84,43 @@ class MediaRequest:
 RequestSource = Union[Iterable[Any], AsyncIterable[Any]]
 
 
+@dataclass
+class BatchProgress:
+    """Live counters of a batch run (for progress bars and summaries)."""
+
+    read: int = 0
+    created: int = 0
+    resumed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    saved: int = 0
+    in_flight: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.succeeded + self.failed
+
+
+class BatchRun:
+    """What ``generate_many`` yields: iterate it for one ``PollResult`` per request."""
+
+    def __init__(self, poller: Poller, receive: MemoryObjectReceiveStream[PollResult]) -> None:
+        self.poller = poller
+        self.progress = BatchProgress()
+        self._receive = receive
+
+    def __aiter__(self) -> BatchRun:
+        return self
+
+    async def __anext__(self) -> PollResult:
+        try:
+            result = await self._receive.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+        self.progress.in_flight = self.poller.pending
+        return result
+
+
 async def _aiter(source: RequestSource) -> AsyncGenerator[Any, None]:
     if isinstance(source, AsyncIterable):
         async for item in source:
@@ -89,14 +144,31 @@ async def generate_many(
     deadline: float | None = None,
     max_poll_failures: int = 10,
     create_retries: int = 3,
-) -> AsyncIterator[Poller]:
-    """Run every request; the poller it yields iterates one ``PollResult`` per request.
+    journal: str | os.PathLike[str] | Journal | None = None,
+    download_to: str | os.PathLike[str] | None = None,
+    download_concurrency: int | None = None,
+    create_grace: float = 15.0,
+) -> AsyncIterator[BatchRun]:
+    """Run every request; the ``BatchRun`` it yields iterates one ``PollResult`` per request.
 
     ``max_pending`` bounds tasks created and not yet finished (and so how far ahead of the
     results the input is read). ``create_retries`` applies only where re-sending is safe.
+    ``journal`` (a path for the SQLite default, or a ``Journal``) makes the run resumable;
+    ``download_to`` saves each file as its task finishes (``result.path``). When the run is
+    cancelled, creates already under way get up to ``create_grace`` seconds to finish so their
+    task ids are journaled.
     """
     if max_pending < 1:
         raise InvalidInputError("max_pending must be >= 1")
+    store: Journal | None
+    if journal is None or isinstance(journal, (str, os.PathLike)):
+        store = SQLiteJournal(journal) if journal is not None else None
+        owns_store = store is not None
+    else:
+        store, owns_store = journal, False
+    folder = Path(download_to) if download_to is not None else None
+    if folder is not None:  # a folder by definition: create it so files are named per task
+        await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
     poller = Poller(
         client,
         max_concurrency=max_concurrency,
@@ -107,24 +179,52 @@ async def generate_many(
         max_poll_failures=max_poll_failures,
         keep_open=True,
     )
-    async with poller, anyio.create_task_group() as tg:
-        feeder = _Feeder(client, poller, max_pending, create_retries)
-        tg.start_soon(feeder.run, requests, max_concurrency)
-        yield poller
-        tg.cancel_scope.cancel()
+    send, receive = anyio.create_memory_object_stream[PollResult](max_pending)
+    try:
+        async with poller, anyio.create_task_group() as tg:
+            run = BatchRun(poller, receive)
+            keys: dict[int, str] = {}
+            feeder = _Feeder(
+                client, poller, run.progress, store, keys, max_pending, create_retries, create_grace
+            )
+            drain = _Drain(
+                client, poller, run.progress, store, keys, folder,
+                download_concurrency or max_concurrency,
+            )  # fmt: skip
+            tg.start_soon(feeder.run, requests, max_concurrency)
+            tg.start_soon(drain.run, send)
+            yield run
+            tg.cancel_scope.cancel()
+    finally:
+        receive.close()
+        if owns_store and store is not None:
+            await store.aclose()
 
 
 class _Feeder:
-    """Reads requests, creates their tasks, hands them to the poller; closes it at the end."""
+    """Reads requests, creates (or resumes) their tasks, hands them to the poller."""
 
     def __init__(
-        self, client: AsyncGPTunnel, poller: Poller, max_pending: int, create_retries: int
+        self,
+        client: AsyncGPTunnel,
+        poller: Poller,
+        progress: BatchProgress,
+        journal: Journal | None,
+        keys: dict[int, str],
+        max_pending: int,
+        create_retries: int,
+        create_grace: float,
     ) -> None:
         self._client = client
+        self._create_grace = create_grace
         self._poller = poller
+        self._progress = progress
+        self._journal = journal
+        self._keys = keys
         self._max_pending = max_pending
         self._create_retries = create_retries
         self._creating = 0
+        self._seen: Counter[str] = Counter()
 
     async def run(self, requests: RequestSource, workers: int) -> None:
         send, receive = anyio.create_memory_object_stream[tuple[int, Any]](0)
@@ -141,6 +241,7 @@ class _Feeder:
                         while self._poller.pending + self._creating >= self._max_pending:
                             await self._poller.wait_for_change()
                         self._creating += 1
+                        self._progress.read += 1
                         await send.send((index, raw))
                         index += 1
         finally:
@@ -150,46 +251,195 @@ class _Feeder:
         async with receive:
             async for index, raw in receive:
                 try:
-                    await self._create_one(index, raw)
+                    await self._handle(index, raw)
                 finally:
                     self._creating -= 1
 
-    async def _create_one(self, index: int, raw: Any) -> None:
+    async def _handle(self, index: int, raw: Any) -> None:
         tag = raw.get("tag") if isinstance(raw, Mapping) else getattr(raw, "tag", None)
         try:
             request = MediaRequest.coerce(raw)
             body = request.body()
         except InvalidInputError as exc:
-            self._reject(index, raw, tag, exc)
+            self._emit(PollResult(id=None, ok=False, error=exc, tag=tag), raw, index)
             return
+        key = None
+        if self._journal is not None:
+            digest = body_digest(body)
+            key = f"{digest}#{self._seen[digest]}"  # the n-th identical request is its own task
+            self._seen[digest] += 1
+            self._keys[index] = key
+            if await self._resume(key, request, raw, index):
+                return
+            await self._journal.sending(key, index, body)
+        # A create under way is allowed to finish (within ``create_grace``) even if the run is
+        # being cancelled: its task id then reaches the journal and a resumed run polls it,
+        # instead of reporting an unknown outcome. Only a hard kill leaves one "sending".
+        with anyio.CancelScope(shield=True) as shield:
+            shield.deadline = anyio.current_time() + self._create_grace
+            task = await self._create(body, key, request, raw, index)
+        if task is None:
+            return
+        self._add(task, request.tag, raw, index)
+
+    async def _create(
+        self, body: dict[str, Any], key: str | None, request: MediaRequest, raw: Any, index: int
+    ) -> Any:
+        """Send one create and journal its outcome; ``None`` if it failed (already reported)."""
         try:
             task = await self._client.media.create_from_body(
                 body, gate=self._poller.gate, max_retries=self._create_retries
             )
         except GPTunnelError as exc:
-            if getattr(exc, "may_have_been_created", False):
+            unknown = bool(getattr(exc, "may_have_been_created", False))
+            if unknown:
                 logger.warning("create #%d: outcome unknown, not re-sent: %s", index, exc)
-            self._reject(index, raw, tag, exc)
-            return
-        try:
-            self._poller._add(task, tag=request.tag, request=raw, index=index)
-        except PollerClosedError:  # the run's deadline passed while this create was in flight
-            self._poller._inject(
-                PollResult(
-                    id=task.id,
-                    ok=False,
-                    task=task,
-                    error=TaskTimeoutError(
-                        f"task {task.id} was created after the poller's deadline; not polled",
-                        task=task,
-                    ),
-                    tag=request.tag,
-                    request=raw,
-                    index=index,
-                )
-            )
+            if self._journal is not None and key is not None:
+                state: State = "unknown" if unknown else "rejected"
+                await self._journal.update(key, state, error=str(exc))
+            self._emit(PollResult(id=None, ok=False, error=exc, tag=request.tag), raw, index)
+            return None
+        self._progress.created += 1
+        if self._journal is not None and key is not None:
+            await self._journal.update(key, "created", task_id=task.id, kind=task.poll_kind)
+        return task
 
-    def _reject(self, index: int, raw: Any, tag: Any, error: GPTunnelError) -> None:
-        self._poller._inject(
-            PollResult(id=None, ok=False, error=error, tag=tag, request=raw, index=index)
-        )
+    async def _resume(self, key: str, request: MediaRequest, raw: Any, index: int) -> bool:
+        """Continue from the journal; True when this request needs no new create."""
+        assert self._journal is not None
+        record = await self._journal.get(key)
+        if record is None or record.state == "rejected":
+            return False
+        self._progress.resumed += 1
+        if record.state in ("sending", "unknown"):
+            unknown = CreateOutcomeUnknownError(
+                f"request #{record.index}: an earlier run sent its create and got no answer; "
+                "the task may exist and be billed, so it is not sent again"
+                + (f" ({record.error})" if record.error else ""),
+            )
+            self._emit(
+                PollResult(id=None, ok=False, error=unknown, tag=request.tag, from_journal=True),
+                raw,
+                index,
+            )
+            return True
+        if record.state == "failed":
+            failed = TaskFailedError(
+                record.error or "failed in an earlier run", task_id=record.task_id
+            )
+            result = PollResult(
+                id=record.task_id, ok=False, error=failed, tag=request.tag, from_journal=True
+            )
+            self._emit(result, raw, index)
+            return True
+        if record.state == "saved" and record.path and await anyio.Path(record.path).is_file():
+            result = PollResult(
+                id=record.task_id,
+                ok=True,
+                kind=record.kind,
+                tag=request.tag,
+                path=Path(record.path),
+                link=record.url,
+                from_journal=True,
+            )
+            self._emit(result, raw, index)
+            return True
+        # created, done (file not saved yet) or saved-but-missing: poll the task again
+        assert record.task_id is not None
+        self._add(record.task_id, request.tag, raw, index, kind=record.kind)
+        return True
+
+    def _add(self, task: Any, tag: Any, raw: Any, index: int, kind: str | None = None) -> None:
+        try:
+            self._poller._add(task, kind=kind, tag=tag, request=raw, index=index)
+        except PollerClosedError:  # the run's deadline passed while this create was in flight
+            task_id = task if isinstance(task, str) else task.id
+            error = TaskTimeoutError(
+                f"task {task_id} was created after the run's deadline; not polled",
+                task_id=task_id,
+            )
+            snapshot = None if isinstance(task, str) else task
+            result = PollResult(id=task_id, ok=False, task=snapshot, error=error, tag=tag)
+            self._emit(result, raw, index)
+
+    def _emit(self, result: PollResult, raw: Any, index: int) -> None:
+        self._poller._inject(replace(result, request=raw, index=index))
+
+
+class _Drain:
+    """Records each outcome, saves files as tasks finish, passes results on to the caller."""
+
+    def __init__(
+        self,
+        client: AsyncGPTunnel,
+        poller: Poller,
+        progress: BatchProgress,
+        journal: Journal | None,
+        keys: dict[int, str],
+        folder: Path | None,
+        downloads: int,
+    ) -> None:
+        self._client = client
+        self._poller = poller
+        self._progress = progress
+        self._journal = journal
+        self._keys = keys
+        self._folder = folder
+        # A semaphore, not a CapacityLimiter: a slot is taken here and given back by the
+        # download task that uses it.
+        self._downloads = anyio.Semaphore(max(downloads, 1))
+
+    async def run(self, send: MemoryObjectSendStream[PollResult]) -> None:
+        async with send, anyio.create_task_group() as tg:
+            async for result in self._poller:
+                key = self._keys.pop(result.index, None) if result.index is not None else None
+                if result.from_journal or result.id is None:
+                    await self._deliver(send, result)
+                elif result.ok and self._folder is not None:
+                    await self._downloads.acquire()
+                    tg.start_soon(self._save, send, result, key)
+                else:
+                    await self._record(result, key)
+                    await self._deliver(send, result)
+
+    async def _record(self, result: PollResult, key: str | None) -> None:
+        if self._journal is None or key is None:
+            return
+        if result.ok:
+            await self._journal.update(key, "done", url=result.url)
+        elif isinstance(result.error, TaskFailedError) or (
+            result.error is not None and result.error.status_code == 404
+        ):
+            await self._journal.update(key, "failed", error=str(result.error))
+        else:  # timed out or polls kept failing: the task may still finish; a rerun polls it
+            await self._journal.update(key, "created", error=str(result.error))
+
+    async def _save(
+        self, send: MemoryObjectSendStream[PollResult], result: PollResult, key: str | None
+    ) -> None:
+        try:
+            await self._record(result, key)
+            assert self._folder is not None
+            try:
+                path = await self._client.download(result.task, self._folder)
+            except GPTunnelError as exc:
+                # The task is done and paid for; the file is not. The journal keeps it "done",
+                # so a rerun fetches it again while the link lives.
+                await self._deliver(send, replace(result, ok=False, error=exc))
+                return
+            if self._journal is not None and key is not None:
+                await self._journal.update(key, "saved", path=str(path))
+            self._progress.saved += 1
+            await self._deliver(send, replace(result, path=path))
+        finally:
+            self._downloads.release()
+
+    async def _deliver(self, send: MemoryObjectSendStream[PollResult], result: PollResult) -> None:
+        if result.ok:
+            self._progress.succeeded += 1
+            if result.from_journal and result.path is not None:
+                self._progress.saved += 1
+        else:
+            self._progress.failed += 1
+        self._progress.in_flight = self._poller.pending
+        await send.send(result)

@@ -9,6 +9,7 @@ kept polls from succeeding).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .._errors import GPTunnelError
@@ -28,6 +29,12 @@ class PollResult:
     #: For ``generate_many``: the request this came from and its position in the input.
     request: Any = field(default=None, repr=False)
     index: int | None = None
+    #: Where the file was saved (``generate_many(download_to=...)``).
+    path: Path | None = None
+    #: The result link when no task object is at hand (a result read back from a journal).
+    link: str | None = None
+    #: True when an earlier run had already finished this request (read from the journal).
+    from_journal: bool = False
 
     def unwrap(self) -> Any:
         """The finished task, or raise the error that explains why there is none."""
@@ -39,7 +46,9 @@ class PollResult:
     @property
     def url(self) -> str | None:
         """The result link of a successful task."""
-        if not self.ok or self.task is None:
+        if not self.ok:
             return None
+        if self.task is None:
+            return self.link
         url = getattr(self.task, "url", None) or getattr(self.task, "result", None)
         return url if isinstance(url, str) else None

@@ -7,6 +7,7 @@ the provider would reject, and waiting uses the client's shared ``AdaptivePolicy
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
@@ -26,10 +27,10 @@ from ._waiting import wait_for_task
 
 if TYPE_CHECKING:
     from .._client import AsyncGPTunnel
-    from ..poller.batch import RequestSource
+    from ..journal import Journal
+    from ..poller.batch import BatchRun, RequestSource
     from ..poller.limits import RequestGate
     from ..poller.policy import PollPolicy
-    from ..poller.scheduler import Poller
 
 CREATE_PATH = "/v1/media/create"
 RESULT_PATH = "/v1/media/result"
@@ -174,7 +175,10 @@ class MediaResource:
         deadline: float | None = None,
         max_poll_failures: int = 10,
         create_retries: int = 3,
-    ) -> AbstractAsyncContextManager[Poller]:
+        journal: str | os.PathLike[str] | Journal | None = None,
+        download_to: str | os.PathLike[str] | None = None,
+        download_concurrency: int | None = None,
+    ) -> AbstractAsyncContextManager[BatchRun]:
         """Create every request (bounded) and poll them in one run; one result per request.
 
         ::
@@ -185,6 +189,10 @@ class MediaResource:
 
         ``requests``: ``MediaRequest`` objects or mappings with ``model``, ``prompt``, ``ar``,
         ``images``, ``tag`` (other keys go into the body), from any iterable or async iterable.
+        ``journal`` (a path, or a ``Journal``) makes the run resumable after a crash: created
+        tasks are polled rather than re-created, saved files not fetched again, and a create
+        whose answer was lost is reported (``CreateOutcomeUnknownError``), never re-sent.
+        ``download_to`` saves each file as its task finishes (``result.path``).
         It is a context manager because its background work needs an owner: leaving the block
         cancels whatever is still running.
         """
@@ -201,6 +209,9 @@ class MediaResource:
             deadline=deadline,
             max_poll_failures=max_poll_failures,
             create_retries=create_retries,
+            journal=journal,
+            download_to=download_to,
+            download_concurrency=download_concurrency,
         )
 
     async def generate(
