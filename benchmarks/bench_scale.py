@@ -1,0 +1,210 @@
+"""Scale: 10,000 tasks in flight in one process.
+
+1. Scheduler memory: ``tracemalloc`` around adding 10k task objects (created beforehand, so
+   they are the caller's memory) to a running ``Poller`` whose first poll is an hour away, so
+   all 10k sit in its heap. Target ≤ 1 KiB per in-flight task.
+2. A live run: 10k never-finishing tasks on the emulator (own process), each polled every
+   ``interval`` s (first polls spread evenly), while a ticker task sleeping 1 ms measures its
+   oversleep (event-loop lag, target p99 ≤ 10 ms). SDK CPU per poll (process time / polls) is
+   compared with raw httpx GETs of the same endpoint at the same concurrency.
+
+    python benchmarks/bench_scale.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+import tracemalloc
+from typing import Any
+
+import anyio
+import httpx
+from common import (
+    API_KEY,
+    IMAGE_MODEL,
+    EmulatorProcess,
+    ctl,
+    machine_note,
+    mark,
+    md_table,
+    percentile,
+)
+
+from gptunnel_async import AsyncGPTunnel
+from gptunnel_async.poller import FixedIntervalPolicy, TaskHint
+from gptunnel_async.types.media import MediaTask
+
+N = 10_000
+
+
+class SpreadPolicy:
+    """Every ``interval`` s, first polls spread uniformly over one interval (steady load)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.rng = random.Random(0)
+
+    def first_delay(self, model: str | None, hint: TaskHint) -> float:
+        return self.rng.uniform(0.05, self.interval)
+
+    def next_delay(self, model: str | None, elapsed: float, polls: int, hint: TaskHint) -> float:
+        return self.interval
+
+    def observe(self, model: str | None, lower: float, upper: float) -> None:
+        return None
+
+
+def make_tasks(ids: list[str]) -> list[MediaTask]:
+    now = anyio.current_time()
+    tasks = []
+    for tid in ids:
+        t = MediaTask(id=tid, model=IMAGE_MODEL, status="processing", prompt="p")
+        t.mark_created(now)
+        tasks.append(t)
+    return tasks
+
+
+async def memory_per_task() -> dict[str, float]:
+    ids = [f"{0x65f000000000000000000000 + i:024x}" for i in range(N)]
+    tasks = make_tasks(ids)
+    out = {}
+    # loopback URL that nothing listens on: no request is sent (first poll is an hour away)
+    client = AsyncGPTunnel(API_KEY, base_url="http://127.0.0.1:9")
+    async with client, client.poller(policy=FixedIntervalPolicy(3600.0)) as poller:
+        await anyio.sleep(0.01)
+        tracemalloc.start()
+        before = tracemalloc.take_snapshot()
+        t0 = time.perf_counter()
+        for t in tasks:
+            poller.add(t)
+        add_us = (time.perf_counter() - t0) / N * 1e6
+        await anyio.sleep(0.05)  # let the scheduler loop run with the full heap
+        after = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        diff = sum(s.size_diff for s in after.compare_to(before, "filename"))
+        out["objects"] = diff / N
+        out["add_us"] = add_us
+        out["pending"] = poller.pending
+        poller.close()
+        # task objects themselves (the caller's), for scale
+    tracemalloc.start()
+    b = tracemalloc.take_snapshot()
+    extra = make_tasks([f"{0x66f000000000000000000000 + i:024x}" for i in range(1000)])
+    a = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    out["task_object"] = sum(s.size_diff for s in a.compare_to(b, "filename")) / len(extra)
+    return out
+
+
+async def live_run(emu: EmulatorProcess, n: int, interval: float, seconds: float,
+                   conc: int) -> dict[str, Any]:
+    url = emu.url
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=32)) as http:
+        await ctl(http, url, "reset", seed=7)
+        await ctl(http, url, "faults", never_finish_rate=1.0)
+        ids: list[str] = []
+
+        async def creator(k: int) -> None:
+            for i in range(k, n, 32):
+                r = await http.post(f"{url}/v1/media/create",
+                                    json={"model": IMAGE_MODEL, "prompt": f"s{i}"},
+                                    headers={"Authorization": API_KEY})
+                ids.append(r.json()["id"])
+
+        async with anyio.create_task_group() as tg:
+            for k in range(32):
+                tg.start_soon(creator, k)
+        await ctl(http, url, "reset_counters")
+
+    lags: list[float] = []
+    client = AsyncGPTunnel(API_KEY, base_url=url, max_connections=conc)
+    async with client, client.poller(policy=SpreadPolicy(interval), max_concurrency=conc) as p:
+        for t in make_tasks(ids):
+            p.add(t)
+        stop = anyio.current_time() + seconds
+        cpu0, w0, polls0 = time.process_time(), time.perf_counter(), p.stats.polls
+        while anyio.current_time() < stop:
+            t = time.perf_counter()
+            await anyio.sleep(0.001)
+            lags.append((time.perf_counter() - t - 0.001) * 1000)
+        cpu1, w1 = time.process_time(), time.perf_counter()
+        polls = p.stats.polls - polls0
+        failed = p.stats.failed_polls
+        pending = p.pending
+    # raw httpx at the same concurrency, same endpoint
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=conc)) as raw:
+        count = 0
+        stop_t = time.perf_counter() + min(seconds, 5.0)
+
+        async def worker(k: int) -> None:
+            nonlocal count
+            i = k
+            while time.perf_counter() < stop_t:
+                r = await raw.get(f"{url}/v1/media/result", params={"task_id": ids[i % n]},
+                                  headers={"Authorization": API_KEY})
+                r.json()
+                count += 1
+                i += conc
+
+        rc0 = time.process_time()
+        async with anyio.create_task_group() as tg:
+            for k in range(conc):
+                tg.start_soon(worker, k)
+        raw_cpu = (time.process_time() - rc0) / max(count, 1) * 1e6
+    return {
+        "polls": polls,
+        "rps": polls / (w1 - w0),
+        "cpu_us": (cpu1 - cpu0) / max(polls, 1) * 1e6,
+        "raw_cpu_us": raw_cpu,
+        "lag_p50": percentile(lags, 50),
+        "lag_p99": percentile(lags, 99),
+        "lag_max": max(lags),
+        "failed": failed,
+        "pending": pending,
+    }
+
+
+async def main_async(args: argparse.Namespace) -> str:
+    mem = await memory_per_task()
+    interval = 40.0
+    seconds = 20.0 if not args.quick else 8.0
+    conc = 16
+    with EmulatorProcess(time_scale=1.0) as emu:
+        live = await live_run(emu, N, interval, seconds, conc)
+    kib = mem["objects"] / 1024
+    rows = [
+        ["scheduler memory per in-flight task (10k added, tracemalloc)",
+         f"{mem['objects']:.0f} B ({kib:.2f} KiB)", "≤ 1 KiB", mark(kib <= 1.0)],
+        ["  (the caller's MediaTask object, not counted above)",
+         f"{mem['task_object']:.0f} B", "", ""],
+        ["Poller.add() time per task", f"{mem['add_us']:.1f} µs", "", ""],
+        [f"live: 10k tasks in flight, each polled every {interval:g} s, {conc} workers",
+         f"{live['rps']:.0f} polls/s, {live['polls']} polls, {live['failed']} failed, "
+         f"{live['pending']} pending", "", ""],
+        ["SDK CPU per poll (process time / polls, incl. scheduler + ticker)",
+         f"{live['cpu_us']:.0f} µs", "", ""],
+        ["raw httpx CPU per GET, same endpoint, same concurrency",
+         f"{live['raw_cpu_us']:.0f} µs", "", ""],
+        ["SDK / raw CPU per request", f"{live['cpu_us'] / live['raw_cpu_us']:.2f}×", "", ""],
+        ["event-loop lag (1 ms ticker oversleep) p50 / p99 / max",
+         f"{live['lag_p50']:.2f} / {live['lag_p99']:.2f} / {live['lag_max']:.1f} ms",
+         "p99 ≤ 10 ms", mark(live["lag_p99"] <= 10.0)],
+    ]
+    return "\n".join([
+        f"### Scale: {N:,} tasks in flight in one process\n",
+        machine_note() + "\n",
+        md_table(["measure", "value", "target", "result"], rows),
+    ])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args()
+    print(anyio.run(main_async, args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,306 @@
+"""Shared helpers for the poller benchmarks.
+
+- ``EmulatorProcess``: runs the emulator in a *separate process* on loopback (so its CPU does not
+  distort the SDK's), wrapped with a small control route ``/_bench/*`` (reset with a seed, set
+  durations and faults, read counters and each task's finish time). Control requests are
+  answered before the emulator sees them, so they never appear in its counters.
+- ``naive_wait``: the baseline public clients use, ``while True: await sleep(1); poll``
+  (compressed: ``sleep(1 / time_scale)``).
+- ``delay_stats`` / ``fmt`` / ``md_table``: statistics and markdown output.
+
+Run as a script (``python benchmarks/common.py --serve ...``) it is the emulator process itself.
+Clocks: the emulator stamps tasks with ``time.monotonic()``; on asyncio ``anyio.current_time()``
+is ``loop.time()`` which is ``time.monotonic()`` too, and CLOCK_MONOTONIC is system-wide on Linux,
+so times compare across the two processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+API_KEY = "bench-key"
+IMAGE_MODEL = "flux-dev"
+VIDEO_MODEL = "glabs-veo-3"
+# The issue's deliberately wide spreads (real-time seconds, log-uniform).
+WIDE = {"image": (5.0, 60.0), "video": (60.0, 300.0)}
+
+
+# --------------------------------------------------------------------------------------------
+# the emulator process
+# --------------------------------------------------------------------------------------------
+
+
+class EmulatorProcess:
+    """``with EmulatorProcess(time_scale=10) as emu: emu.url ...`` — emulator in a subprocess."""
+
+    def __init__(
+        self,
+        *,
+        time_scale: float = 1.0,
+        seed: int = 1,
+        durations: dict[str, tuple[float, float]] | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.time_scale = time_scale
+        self.seed = seed
+        self.durations = durations or {}
+        self.extra_args = list(extra_args)
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def __enter__(self) -> EmulatorProcess:
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--serve",
+            "--time-scale",
+            str(self.time_scale),
+            "--seed",
+            str(self.seed),
+            "--api-key",
+            API_KEY,
+        ]
+        for model, (lo, hi) in self.durations.items():
+            cmd += ["--duration", f"{model}={lo}:{hi}"]
+        cmd += self.extra_args
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("http://127.0.0.1:"):
+            self.__exit__(None, None, None)
+            raise RuntimeError(f"emulator did not start (printed {line!r})")
+        self.url = line
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # only the process we started, by its handle
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def cpu_seconds(self) -> float:
+        """User+system CPU the emulator process has used so far (Linux /proc)."""
+        assert self.proc is not None
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+
+async def ctl(http: Any, url: str, op: str, **payload: Any) -> Any:
+    """Call the emulator's control route (``http`` is any ``httpx.AsyncClient``)."""
+    r = await http.post(f"{url}/_bench/{op}", json=payload, timeout=120)
+    r.raise_for_status()
+    return r.json()
+
+
+def _serve_main(argv: Sequence[str]) -> int:
+    import anyio
+
+    from gptunnel_async.testing import DurationDist, Emulator, EmulatorConfig, serve
+    from gptunnel_async.testing._http import Request, Response, json_response
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--serve", action="store_true")
+    p.add_argument("--time-scale", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--api-key", default=API_KEY)
+    p.add_argument("--duration", action="append", default=[])
+    p.add_argument("--rate-limit-rps", type=float, default=None)
+    args = p.parse_args(argv)
+    durations = {}
+    for spec in args.duration:
+        model, _, rng = spec.partition("=")
+        lo, _, hi = rng.partition(":")
+        durations[model] = DurationDist(float(lo), float(hi))
+    config = EmulatorConfig(
+        api_keys={args.api_key}, time_scale=args.time_scale, seed=args.seed, durations=durations
+    )
+
+    class BenchEmulator(Emulator):
+        async def handle(self, request: Request) -> Any:
+            if request.path.startswith("/_bench/"):
+                body = json.loads(request.body or b"{}")
+                return json_response(self._control(request.path[len("/_bench/") :], body))
+            return await super().handle(request)
+
+        def _control(self, op: str, body: dict[str, Any]) -> Any:
+            c = self.counters
+            if op == "reset":  # forget tasks and counters; new seed => new duration sample
+                if "seed" in body:
+                    self.config.seed = int(body["seed"])
+                if "durations" in body:
+                    self.config.durations = {
+                        m: DurationDist(float(lo), float(hi))
+                        for m, (lo, hi) in body["durations"].items()
+                    }
+                self.reset()
+                return {"ok": True, "now": time.monotonic()}
+            if op == "faults":
+                f = self.faults
+                for k, v in body.items():
+                    if k == "burst_429":
+                        f.burst_429(*v)
+                    else:
+                        setattr(f, k, v)
+                return {"ok": True}
+            if op == "tasks":  # finish time and result-requests of each task
+                out = {}
+                for tid in body["ids"]:
+                    task = self.store.get(tid)
+                    out[tid] = {
+                        "finished_at": c.finished_at(tid),
+                        "t_created": task.t_created if task else None,
+                        "t_end": task.t_end if task else None,
+                        "requests": c.requests_by_task.get(tid, 0),
+                    }
+                return out
+            if op == "counters":
+                return {
+                    "api_requests_total": c.api_requests_total,
+                    "requests_by_route": dict(c.requests_by_route),
+                    "responses_by_status": {str(k): v for k, v in c.responses_by_status.items()},
+                    "creates_total": c.creates_total,
+                    "max_in_flight": c.max_in_flight,
+                    "retry_after_violations": c.retry_after_violations,
+                    "max_requests_in_window_1s": c.max_requests_in_window(1.0)
+                    if body.get("window", True)
+                    else None,
+                    "sent_429": len(c.sent_429),
+                    "drops": c.drops,
+                    "internal_errors": [repr(e) for e in self.internal_errors],
+                }
+            if op == "reset_counters":
+                c.reset()
+                return {"ok": True}
+            return {"error": f"unknown op {op}"}
+
+    emu = BenchEmulator(config)
+    if args.rate_limit_rps:
+        emu.faults.rate_limit_rps = args.rate_limit_rps
+
+    async def run() -> None:
+        async with serve(emu, "127.0.0.1", 0) as server:
+            print(server.url, flush=True)
+            await anyio.sleep_forever()
+
+    try:
+        anyio.run(run)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# the naive baseline
+# --------------------------------------------------------------------------------------------
+
+
+async def naive_wait(client: Any, task_id: str, interval: float) -> tuple[Any, int]:
+    """What public clients do: ``while True: await sleep(1); poll`` (``interval`` = 1/scale).
+
+    Returns the finished task and the number of polls it took.
+    """
+    import anyio
+
+    polls = 0
+    while True:
+        await anyio.sleep(interval)
+        task = await client.media.result(task_id)
+        polls += 1
+        if task.is_finished:
+            return task, polls
+
+
+# --------------------------------------------------------------------------------------------
+# statistics and output
+# --------------------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile, ``q`` in [0, 100]."""
+    if not values:
+        return math.nan
+    xs = sorted(values)
+    if len(xs) == 1:
+        return xs[0]
+    pos = (len(xs) - 1) * q / 100
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def delay_stats(delays: Sequence[float]) -> dict[str, float]:
+    return {
+        "n": len(delays),
+        "mean": statistics.fmean(delays) if delays else math.nan,
+        "p50": percentile(delays, 50),
+        "p95": percentile(delays, 95),
+        "p99": percentile(delays, 99),
+        "max": max(delays) if delays else math.nan,
+    }
+
+
+def fmt(x: Any, digits: int = 2) -> str:
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "n/a"
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(fmt(c) for c in row) + " |")
+    return "\n".join(lines)
+
+
+def mark(ok: bool) -> str:
+    return "PASS" if ok else "**FAIL**"
+
+
+def machine_note() -> str:
+    import platform
+
+    import httpx
+
+    import hashlib
+
+    load = os.getloadavg()
+    policy = ROOT / "gptunnel_async" / "poller" / "policy.py"
+    digest = hashlib.sha1(policy.read_bytes()).hexdigest()[:10]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=5).stdout.strip()
+    except OSError:
+        head = "?"
+    return (
+        f"Python {platform.python_version()}, httpx {httpx.__version__}, "
+        f"{os.cpu_count()} CPUs, load average at start {load[0]:.2f}; "
+        f"git HEAD {head}, poller/policy.py sha1 {digest}"
+    )
+
+
+if __name__ == "__main__":
+    if "--serve" in sys.argv:
+        sys.exit(_serve_main(sys.argv[1:]))
+    print(__doc__)
