@@ -25,9 +25,16 @@ from gptunnel_async import AsyncGPTunnel
 from gptunnel_async.poller import FixedIntervalPolicy
 
 
-async def scenario(emu: EmulatorProcess, *, conc: int, rps: float | None, seconds: float,
-                   bursts: list[tuple[float, float, float]], server_rps: float | None,
-                   n: int = 2000) -> dict[str, Any]:
+async def scenario(
+    emu: EmulatorProcess,
+    *,
+    conc: int,
+    rps: float | None,
+    seconds: float,
+    bursts: list[tuple[float, float, float]],
+    server_rps: float | None,
+    n: int = 2000,
+) -> dict[str, Any]:
     url = emu.url
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=32)) as http:
         await ctl(http, url, "reset", seed=3)
@@ -36,9 +43,11 @@ async def scenario(emu: EmulatorProcess, *, conc: int, rps: float | None, second
 
         async def creator(k: int) -> None:
             for i in range(k, n, 32):
-                r = await http.post(f"{url}/v1/media/create",
-                                    json={"model": IMAGE_MODEL, "prompt": f"l{i}"},
-                                    headers={"Authorization": API_KEY})
+                r = await http.post(
+                    f"{url}/v1/media/create",
+                    json={"model": IMAGE_MODEL, "prompt": f"l{i}"},
+                    headers={"Authorization": API_KEY},
+                )
                 ids.append(r.json()["id"])
 
         async with anyio.create_task_group() as tg:
@@ -52,8 +61,12 @@ async def scenario(emu: EmulatorProcess, *, conc: int, rps: float | None, second
             await ctl(http, url, "faults", rate_limit_rps=server_rps)
 
         client = AsyncGPTunnel(API_KEY, base_url=url)
-        async with client, client.poller(max_concurrency=conc, requests_per_second=rps,
-                                         policy=FixedIntervalPolicy(0.2)) as poller:
+        async with (
+            client,
+            client.poller(
+                max_concurrency=conc, requests_per_second=rps, policy=FixedIntervalPolicy(0.2)
+            ) as poller,
+        ):
             gate = poller.gate
             assert gate is not None
             starts: list[float] = []
@@ -72,9 +85,14 @@ async def scenario(emu: EmulatorProcess, *, conc: int, rps: float | None, second
                 await ctl(http, url, "faults", burst_429=[duration, retry_after])
             await anyio.sleep(max(0.0, t0 + seconds - anyio.current_time()))
             stats = poller.stats
-            sdk = {"sdk_window": _max_in_window(starts, 1.0),"polls": stats.polls, "rate_limited": stats.rate_limited,
-                   "failed_polls": stats.failed_polls, "gate_pauses": gate.stats.pauses,
-                   "gate_max_in_flight": gate.stats.max_in_flight}
+            sdk = {
+                "sdk_window": _max_in_window(starts, 1.0),
+                "polls": stats.polls,
+                "rate_limited": stats.rate_limited,
+                "failed_polls": stats.failed_polls,
+                "gate_pauses": gate.stats.pauses,
+                "gate_max_in_flight": gate.stats.max_in_flight,
+            }
         c = await ctl(http, url, "counters")
     return {**sdk, **c}
 
@@ -94,41 +112,81 @@ async def main_async(args: argparse.Namespace) -> str:
     checks = []
     with EmulatorProcess(time_scale=1.0) as emu:
         cases = [
-            ("A: SDK limits C=8, R=100/s, two 429 bursts", 8, 100.0, None,
-             [(seconds * 0.3, 1.0, 1.0), (seconds * 0.6, 0.5, 2.0)]),
-            ("A': SDK limits C=32, R=250/s, one 429 burst", 32, 250.0, None,
-             [(seconds * 0.5, 1.0, 1.5)]),
+            (
+                "A: SDK limits C=8, R=100/s, two 429 bursts",
+                8,
+                100.0,
+                None,
+                [(seconds * 0.3, 1.0, 1.0), (seconds * 0.6, 0.5, 2.0)],
+            ),
+            (
+                "A': SDK limits C=32, R=250/s, one 429 burst",
+                32,
+                250.0,
+                None,
+                [(seconds * 0.5, 1.0, 1.5)],
+            ),
             ("B: no SDK rate, server rate limit 80/s", 16, None, 80.0, []),
         ]
         for name, conc, rps, server_rps, bursts in cases:
-            r = await scenario(emu, conc=conc, rps=rps, seconds=seconds, bursts=bursts,
-                               server_rps=server_rps)
+            r = await scenario(
+                emu, conc=conc, rps=rps, seconds=seconds, bursts=bursts, server_rps=server_rps
+            )
             win = r["max_requests_in_window_1s"]
             ok_c = r["max_in_flight"] <= conc
             ok_r = rps is None or win <= rps
             ok_v = r["retry_after_violations"] == 0
-            rows.append([name, r["api_requests_total"], r["max_in_flight"], conc, win,
-                         r["sdk_window"],
-                         rps if rps else "-", r["sent_429"], r["retry_after_violations"],
-                         r["gate_pauses"], r["failed_polls"],
-                         mark(ok_c and ok_r and ok_v)])
-            checks.append(f"- {name}: max_in_flight {r['max_in_flight']} ≤ {conc} "
-                          f"{mark(ok_c)}; max requests in any 1 s {win}"
-                          f"{f' ≤ {rps:g} ' + mark(ok_r) if rps else ''} (SDK-side starts: "
-                          f"{r['sdk_window']}); "
-                          f"retry_after_violations {r['retry_after_violations']} {mark(ok_v)}; "
-                          f"statuses {r['responses_by_status']}")
+            rows.append(
+                [
+                    name,
+                    r["api_requests_total"],
+                    r["max_in_flight"],
+                    conc,
+                    win,
+                    r["sdk_window"],
+                    rps if rps else "-",
+                    r["sent_429"],
+                    r["retry_after_violations"],
+                    r["gate_pauses"],
+                    r["failed_polls"],
+                    mark(ok_c and ok_r and ok_v),
+                ]
+            )
+            checks.append(
+                f"- {name}: max_in_flight {r['max_in_flight']} ≤ {conc} "
+                f"{mark(ok_c)}; max requests in any 1 s {win}"
+                f"{f' ≤ {rps:g} ' + mark(ok_r) if rps else ''} (SDK-side starts: "
+                f"{r['sdk_window']}); "
+                f"retry_after_violations {r['retry_after_violations']} {mark(ok_v)}; "
+                f"statuses {r['responses_by_status']}"
+            )
             print(checks[-1], flush=True)
-    return "\n".join([
-        f"### Correctness under load ({seconds:g} s per scenario, emulator in its own process)\n",
-        machine_note() + "\n",
-        md_table(["scenario", "API requests", "max in flight", "C", "max req in 1 s (emulator arrivals)",
-                  "max starts in 1 s (SDK gate log)", "R",
-                  "429s sent", "Retry-After violations", "SDK gate pauses", "failed polls",
-                  "result"], rows),
-        "",
-        *checks,
-    ])
+    return "\n".join(
+        [
+            f"### Correctness under load ({seconds:g} s per scenario, "
+            "emulator in its own process)\n",
+            machine_note() + "\n",
+            md_table(
+                [
+                    "scenario",
+                    "API requests",
+                    "max in flight",
+                    "C",
+                    "max req in 1 s (emulator arrivals)",
+                    "max starts in 1 s (SDK gate log)",
+                    "R",
+                    "429s sent",
+                    "Retry-After violations",
+                    "SDK gate pauses",
+                    "failed polls",
+                    "result",
+                ],
+                rows,
+            ),
+            "",
+            *checks,
+        ]
+    )
 
 
 def main() -> None:

@@ -57,27 +57,47 @@ def emulator_defaults() -> dict[str, tuple[float, float]]:
     return out
 
 
-async def run_kind(kind: str, spread: tuple[float, float], spread_name: str, quick: bool,
-                   rows: list[list[object]], checks: list[str]) -> None:
+async def run_kind(
+    kind: str,
+    spread: tuple[float, float],
+    spread_name: str,
+    quick: bool,
+    rows: list[list[object]],
+    checks: list[str],
+) -> None:
     model = IMAGE_MODEL if kind == "image" else VIDEO_MODEL
     scale = 10.0 if kind == "image" else 20.0
     n = (300 if spread_name == "wide" else 200) if not quick else 60
     # closed-loop bounds on tasks in flight, chosen to keep load ~100-400 req/s
     k_sdk = 40 if kind == "image" else 100
-    k_naive = 20 if kind == "image" else 20
+    k_naive = 20
     n_naive = n if kind == "image" else (60 if not quick else 30)
     with EmulatorProcess(time_scale=scale, durations={model: spread}) as emu:
         started = time.perf_counter()
-        common = dict(model=model, time_scale=scale, n=n)
-        naive = await run_batch(emu.url, label="naive", policy=None, in_flight=k_naive,
-                                seed=SEED_MEASURE, **{**common, "n": n_naive})
-        cold = await run_batch(emu.url, label="cold", policy=sdk_policy(scale), in_flight=k_sdk,
-                               seed=SEED_MEASURE, **common)
+        common = {"model": model, "time_scale": scale, "n": n}
+        naive = await run_batch(
+            emu.url,
+            label="naive",
+            policy=None,
+            in_flight=k_naive,
+            seed=SEED_MEASURE,
+            **{**common, "n": n_naive},
+        )
+        cold = await run_batch(
+            emu.url,
+            label="cold",
+            policy=sdk_policy(scale),
+            in_flight=k_sdk,
+            seed=SEED_MEASURE,
+            **common,
+        )
         warm_policy = sdk_policy(scale)
-        await run_batch(emu.url, label="warmup", policy=warm_policy, in_flight=k_sdk,
-                        seed=SEED_WARMUP, **common)
-        warm = await run_batch(emu.url, label="warm", policy=warm_policy, in_flight=k_sdk,
-                               seed=SEED_MEASURE, **common)
+        await run_batch(
+            emu.url, label="warmup", policy=warm_policy, in_flight=k_sdk, seed=SEED_WARMUP, **common
+        )
+        warm = await run_batch(
+            emu.url, label="warm", policy=warm_policy, in_flight=k_sdk, seed=SEED_MEASURE, **common
+        )
         took = time.perf_counter() - started
     same = all(abs(a - b) < 0.05 for a, b in zip(naive.durations, cold.durations, strict=False))
     ideal_polls, ideal_delay = cold.ideal_naive()
@@ -85,13 +105,40 @@ async def run_kind(kind: str, spread: tuple[float, float], spread_name: str, qui
 
     def row(name: str, r: BatchResult, ratio_live: float | None, ratio_ideal: float | None):
         s = r.stats
-        rows.append([label, name, r.n, fmt(r.req_per_task), fmt(ratio_live) if ratio_live else "",
-                     fmt(ratio_ideal) if ratio_ideal else "", fmt(s["mean"]), fmt(s["p50"]),
-                     fmt(s["p95"]), fmt(s["max"]), r.failed, f"{r.wall:.0f}"])
+        rows.append(
+            [
+                label,
+                name,
+                r.n,
+                fmt(r.req_per_task),
+                fmt(ratio_live) if ratio_live else "",
+                fmt(ratio_ideal) if ratio_ideal else "",
+                fmt(s["mean"]),
+                fmt(s["p50"]),
+                fmt(s["p95"]),
+                fmt(s["max"]),
+                r.failed,
+                f"{r.wall:.0f}",
+            ]
+        )
 
     row("naive (live)", naive, None, None)
-    rows.append([label, "naive (ideal, same tasks)", n, fmt(ideal_polls), "", "", fmt(ideal_delay),
-                 "", "", "", "", ""])
+    rows.append(
+        [
+            label,
+            "naive (ideal, same tasks)",
+            n,
+            fmt(ideal_polls),
+            "",
+            "",
+            fmt(ideal_delay),
+            "",
+            "",
+            "",
+            "",
+            "",
+        ]
+    )
     for name, r in (("SDK cold", cold), ("SDK warm", warm)):
         sub = statistics.fmean(r.polls[: naive.n])
         ratio_live = naive.req_per_task / sub
@@ -128,15 +175,30 @@ async def main_async(args: argparse.Namespace) -> str:
         "### Requests per finished task and detection delay (real-time seconds)\n",
         machine_note() + "\n",
         md_table(
-            ["durations", "run", "tasks", "req/task", "× fewer vs naive (live)",
-             "× fewer vs ideal naive", "mean delay", "p50", "p95", "max", "failed", "wall s"],
+            [
+                "durations",
+                "run",
+                "tasks",
+                "req/task",
+                "× fewer vs naive (live)",
+                "× fewer vs ideal naive",
+                "mean delay",
+                "p50",
+                "p95",
+                "max",
+                "failed",
+                "wall s",
+            ],
             rows,
         ),
         "",
         f"Emulator defaults for these models: image {defaults['image']}, video "
         f"{defaults['video']} (emulator seconds)"
-        + (" — identical to the issue's wide spread, so the wide rows are the default rows."
-           if defaults == WIDE else "."),
+        + (
+            " — identical to the issue's wide spread, so the wide rows are the default rows."
+            if defaults == WIDE
+            else "."
+        ),
         "",
         "Targets (issue #3, wide spread):",
         *checks,

@@ -67,7 +67,7 @@ def make_tasks(ids: list[str]) -> list[MediaTask]:
 
 
 async def memory_per_task() -> dict[str, float]:
-    ids = [f"{0x65f000000000000000000000 + i:024x}" for i in range(N)]
+    ids = [f"{0x65F000000000000000000000 + i:024x}" for i in range(N)]
     tasks = make_tasks(ids)
     out = {}
     # loopback URL that nothing listens on: no request is sent (first poll is an hour away)
@@ -91,15 +91,16 @@ async def memory_per_task() -> dict[str, float]:
         # task objects themselves (the caller's), for scale
     tracemalloc.start()
     b = tracemalloc.take_snapshot()
-    extra = make_tasks([f"{0x66f000000000000000000000 + i:024x}" for i in range(1000)])
+    extra = make_tasks([f"{0x66F000000000000000000000 + i:024x}" for i in range(1000)])
     a = tracemalloc.take_snapshot()
     tracemalloc.stop()
     out["task_object"] = sum(s.size_diff for s in a.compare_to(b, "filename")) / len(extra)
     return out
 
 
-async def live_run(emu: EmulatorProcess, n: int, interval: float, seconds: float,
-                   conc: int) -> dict[str, Any]:
+async def live_run(
+    emu: EmulatorProcess, n: int, interval: float, seconds: float, conc: int
+) -> dict[str, Any]:
     url = emu.url
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=32)) as http:
         await ctl(http, url, "reset", seed=7)
@@ -108,9 +109,11 @@ async def live_run(emu: EmulatorProcess, n: int, interval: float, seconds: float
 
         async def creator(k: int) -> None:
             for i in range(k, n, 32):
-                r = await http.post(f"{url}/v1/media/create",
-                                    json={"model": IMAGE_MODEL, "prompt": f"s{i}"},
-                                    headers={"Authorization": API_KEY})
+                r = await http.post(
+                    f"{url}/v1/media/create",
+                    json={"model": IMAGE_MODEL, "prompt": f"s{i}"},
+                    headers={"Authorization": API_KEY},
+                )
                 ids.append(r.json()["id"])
 
         async with anyio.create_task_group() as tg:
@@ -142,8 +145,11 @@ async def live_run(emu: EmulatorProcess, n: int, interval: float, seconds: float
             nonlocal count
             i = k
             while time.perf_counter() < stop_t:
-                r = await raw.get(f"{url}/v1/media/result", params={"task_id": ids[i % n]},
-                                  headers={"Authorization": API_KEY})
+                r = await raw.get(
+                    f"{url}/v1/media/result",
+                    params={"task_id": ids[i % n]},
+                    headers={"Authorization": API_KEY},
+                )
                 r.json()
                 count += 1
                 i += conc
@@ -175,28 +181,53 @@ async def main_async(args: argparse.Namespace) -> str:
         live = await live_run(emu, N, interval, seconds, conc)
     kib = mem["objects"] / 1024
     rows = [
-        ["scheduler memory per in-flight task (10k added, tracemalloc)",
-         f"{mem['objects']:.0f} B ({kib:.2f} KiB)", "≤ 1 KiB", mark(kib <= 1.0)],
-        ["  (the caller's MediaTask object, not counted above)",
-         f"{mem['task_object']:.0f} B", "", ""],
+        [
+            "scheduler memory per in-flight task (10k added, tracemalloc)",
+            f"{mem['objects']:.0f} B ({kib:.2f} KiB)",
+            "≤ 1 KiB",
+            mark(kib <= 1.0),
+        ],
+        [
+            "  (the caller's MediaTask object, not counted above)",
+            f"{mem['task_object']:.0f} B",
+            "",
+            "",
+        ],
         ["Poller.add() time per task", f"{mem['add_us']:.1f} µs", "", ""],
-        [f"live: 10k tasks in flight, each polled every {interval:g} s, {conc} workers",
-         f"{live['rps']:.0f} polls/s, {live['polls']} polls, {live['failed']} failed, "
-         f"{live['pending']} pending", "", ""],
-        ["SDK CPU per poll (process time / polls, incl. scheduler + ticker)",
-         f"{live['cpu_us']:.0f} µs", "", ""],
-        ["raw httpx CPU per GET, same endpoint, same concurrency",
-         f"{live['raw_cpu_us']:.0f} µs", "", ""],
+        [
+            f"live: 10k tasks in flight, each polled every {interval:g} s, {conc} workers",
+            f"{live['rps']:.0f} polls/s, {live['polls']} polls, {live['failed']} failed, "
+            f"{live['pending']} pending",
+            "",
+            "",
+        ],
+        [
+            "SDK CPU per poll (process time / polls, incl. scheduler + ticker)",
+            f"{live['cpu_us']:.0f} µs",
+            "",
+            "",
+        ],
+        [
+            "raw httpx CPU per GET, same endpoint, same concurrency",
+            f"{live['raw_cpu_us']:.0f} µs",
+            "",
+            "",
+        ],
         ["SDK / raw CPU per request", f"{live['cpu_us'] / live['raw_cpu_us']:.2f}×", "", ""],
-        ["event-loop lag (1 ms ticker oversleep) p50 / p99 / max",
-         f"{live['lag_p50']:.2f} / {live['lag_p99']:.2f} / {live['lag_max']:.1f} ms",
-         "p99 ≤ 10 ms", mark(live["lag_p99"] <= 10.0)],
+        [
+            "event-loop lag (1 ms ticker oversleep) p50 / p99 / max",
+            f"{live['lag_p50']:.2f} / {live['lag_p99']:.2f} / {live['lag_max']:.1f} ms",
+            "p99 ≤ 10 ms",
+            mark(live["lag_p99"] <= 10.0),
+        ],
     ]
-    return "\n".join([
-        f"### Scale: {N:,} tasks in flight in one process\n",
-        machine_note() + "\n",
-        md_table(["measure", "value", "target", "result"], rows),
-    ])
+    return "\n".join(
+        [
+            f"### Scale: {N:,} tasks in flight in one process\n",
+            machine_note() + "\n",
+            md_table(["measure", "value", "target", "result"], rows),
+        ]
+    )
 
 
 def main() -> None:

@@ -29,22 +29,53 @@ async def main_async(args: argparse.Namespace) -> str:
         with EmulatorProcess(time_scale=scale, durations={model: WIDE[kind]}) as emu:
             for target in TARGETS[kind]:
                 policy = sdk_policy(scale, target_delay={kind: target})
-                common = dict(model=model, n=n, time_scale=scale, policy=policy, in_flight=k)
+                common = {
+                    "model": model,
+                    "n": n,
+                    "time_scale": scale,
+                    "policy": policy,
+                    "in_flight": k,
+                }
                 await run_batch(emu.url, label="warmup", seed=2002, **common)
                 r = await run_batch(emu.url, label="measure", seed=1001, **common)
                 ideal, _ = r.ideal_naive()
                 s = r.stats
-                rows.append([f"{kind} {WIDE[kind][0]:g}-{WIDE[kind][1]:g} s", fmt(target), n,
-                             fmt(r.req_per_task), fmt(ideal / r.req_per_task), fmt(s["mean"]),
-                             fmt(s["p95"]), fmt(s["max"])])
-                print(f"  {kind} target {target}: {r.req_per_task:.2f} req/task, "
-                      f"mean {s['mean']:.2f} s", flush=True)
-    return "\n".join([
-        "### target_delay sweep (warm policy, real-time seconds)\n",
-        machine_note() + "\n",
-        md_table(["durations", "target_delay", "tasks", "req/task", "× fewer vs ideal naive",
-                  "mean delay", "p95", "max"], rows),
-    ])
+                rows.append(
+                    [
+                        f"{kind} {WIDE[kind][0]:g}-{WIDE[kind][1]:g} s",
+                        fmt(target),
+                        n,
+                        fmt(r.req_per_task),
+                        fmt(ideal / r.req_per_task),
+                        fmt(s["mean"]),
+                        fmt(s["p95"]),
+                        fmt(s["max"]),
+                    ]
+                )
+                print(
+                    f"  {kind} target {target}: {r.req_per_task:.2f} req/task, "
+                    f"mean {s['mean']:.2f} s",
+                    flush=True,
+                )
+    return "\n".join(
+        [
+            "### target_delay sweep (warm policy, real-time seconds)\n",
+            machine_note() + "\n",
+            md_table(
+                [
+                    "durations",
+                    "target_delay",
+                    "tasks",
+                    "req/task",
+                    "× fewer vs ideal naive",
+                    "mean delay",
+                    "p95",
+                    "max",
+                ],
+                rows,
+            ),
+        ]
+    )
 
 
 def main() -> None:

@@ -52,8 +52,14 @@ async def run_workers(conc: int, seconds: float, one: Any) -> int:
     return count
 
 
-async def measure(emu: EmulatorProcess, mode: str, transport_kind: str, conc: int,
-                  seconds: float, task_ids: list[str]) -> dict[str, Any]:
+async def measure(
+    emu: EmulatorProcess,
+    mode: str,
+    transport_kind: str,
+    conc: int,
+    seconds: float,
+    task_ids: list[str],
+) -> dict[str, Any]:
     url = emu.url
     n = len(task_ids)
     i = 0
@@ -69,8 +75,9 @@ async def measure(emu: EmulatorProcess, mode: str, transport_kind: str, conc: in
         headers = {"Authorization": API_KEY, "Accept": "application/json"}
 
         async def one() -> None:
-            r = await http.get(f"{url}/v1/media/result", params={"task_id": next_id()},
-                               headers=headers)
+            r = await http.get(
+                f"{url}/v1/media/result", params={"task_id": next_id()}, headers=headers
+            )
             r.json()
 
         async with http:
@@ -128,9 +135,11 @@ async def main_async(args: argparse.Namespace) -> str:
             await ctl(http, emu.url, "faults", never_finish_rate=1.0)
             ids = []
             for k in range(512):
-                r = await http.post(f"{emu.url}/v1/media/create",
-                                    json={"model": IMAGE_MODEL, "prompt": f"p{k}"},
-                                    headers={"Authorization": API_KEY})
+                r = await http.post(
+                    f"{emu.url}/v1/media/create",
+                    json={"model": IMAGE_MODEL, "prompt": f"p{k}"},
+                    headers={"Authorization": API_KEY},
+                )
                 ids.append(r.json()["id"])
             rows = []
             results: dict[tuple[str, str, int], dict[str, Any]] = {}
@@ -140,21 +149,45 @@ async def main_async(args: argparse.Namespace) -> str:
                         res = await measure(emu, mode, tk, conc, seconds, ids)
                         results[(mode, tk, conc)] = res
                         base = results[("raw httpx", tk, conc)]
-                        rows.append([
-                            conc, tk, mode, f"{res['rps']:.0f}",
-                            f"{res['rps'] / base['rps']:.2f}",
-                            f"{res['cpu_us']:.0f}",
-                            f"{res['cpu_us'] - base['cpu_us']:+.0f}",
-                            f"{res['client_cpu']:.2f}", f"{res['emu_cpu']:.2f}",
-                        ])
-                        print(f"  C={conc} {tk:8s} {mode:18s} {res['rps']:7.0f} req/s "
-                              f"{res['cpu_us']:5.0f} us/req", flush=True)
+                        rows.append(
+                            [
+                                conc,
+                                tk,
+                                mode,
+                                f"{res['rps']:.0f}",
+                                f"{res['rps'] / base['rps']:.2f}",
+                                f"{res['cpu_us']:.0f}",
+                                f"{res['cpu_us'] - base['cpu_us']:+.0f}",
+                                f"{res['client_cpu']:.2f}",
+                                f"{res['emu_cpu']:.2f}",
+                            ]
+                        )
+                        print(
+                            f"  C={conc} {tk:8s} {mode:18s} {res['rps']:7.0f} req/s "
+                            f"{res['cpu_us']:5.0f} us/req",
+                            flush=True,
+                        )
             c = await ctl(http, emu.url, "counters", window=False)
-    out.append(f"### Throughput (loopback, emulator in its own process, {seconds:.0f} s per cell)\n")
+    out.append(
+        f"### Throughput (loopback, emulator in its own process, {seconds:.0f} s per cell)\n"
+    )
     out.append(machine_note() + "\n")
-    out.append(md_table(
-        ["C", "transport", "client", "req/s", "vs raw", "client CPU µs/req", "Δ vs raw µs",
-         "client cores", "emulator cores"], rows))
+    out.append(
+        md_table(
+            [
+                "C",
+                "transport",
+                "client",
+                "req/s",
+                "vs raw",
+                "client CPU µs/req",
+                "Δ vs raw µs",
+                "client cores",
+                "emulator cores",
+            ],
+            rows,
+        )
+    )
     out.append(
         f"\nEmulator: {c['api_requests_total']} API requests, statuses {c['responses_by_status']},"
         f" internal errors {len(c['internal_errors'])}. When `emulator cores` is near 1.0 the"

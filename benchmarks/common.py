@@ -17,6 +17,7 @@ so times compare across the two processes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -116,7 +117,7 @@ def _serve_main(argv: Sequence[str]) -> int:
     import anyio
 
     from gptunnel_async.testing import DurationDist, Emulator, EmulatorConfig, serve
-    from gptunnel_async.testing._http import Request, Response, json_response
+    from gptunnel_async.testing._http import Request, json_response
 
     p = argparse.ArgumentParser()
     p.add_argument("--serve", action="store_true")
@@ -202,10 +203,8 @@ def _serve_main(argv: Sequence[str]) -> int:
             print(server.url, flush=True)
             await anyio.sleep_forever()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         anyio.run(run)
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
@@ -279,18 +278,22 @@ def mark(ok: bool) -> str:
 
 
 def machine_note() -> str:
+    import hashlib
     import platform
 
     import httpx
-
-    import hashlib
 
     load = os.getloadavg()
     policy = ROOT / "gptunnel_async" / "poller" / "policy.py"
     digest = hashlib.sha1(policy.read_bytes()).hexdigest()[:10]
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                              capture_output=True, text=True, timeout=5).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
     except OSError:
         head = "?"
     return (

@@ -1,6 +1,6 @@
 """Run every benchmark in turn (each in its own interpreter) and print their markdown tables.
 
-    python benchmarks/run_all.py [--quick] [--only requests,scale,...]
+python benchmarks/run_all.py [--quick] [--only requests,scale,...]
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ def main() -> int:
     status = 0
     for name in args.only.split(","):
         cmd = [sys.executable, str(HERE / f"bench_{name}.py")] + (["--quick"] if args.quick else [])
-        print(f"\n## bench_{name}.py\n\n`{' '.join(['python', f'benchmarks/bench_{name}.py'] + cmd[2:])}`\n",
-              flush=True)
+        shown = " ".join(["python", f"benchmarks/bench_{name}.py", *cmd[2:]])
+        print(f"\n## bench_{name}.py\n\n`{shown}`\n", flush=True)
         t = time.perf_counter()
         rc = subprocess.call(cmd, cwd=HERE.parent)
         print(f"\n_(took {time.perf_counter() - t:.0f} s, exit {rc})_", flush=True)
