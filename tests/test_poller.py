@@ -318,7 +318,8 @@ def test_policy_never_polls_before_the_earliest_plausible_finish() -> None:
     assert policy.first_delay("google-imagen-3", TaskHint()) >= 4.5
     assert policy.first_delay("glabs-veo-3-1-fast", TaskHint()) >= 55
     # learning: a model that always takes ~100 s moves its first poll close to 100 s
-    for _ in range(300):
+    for _ in range(300):  # as the poller reports it: still running at 99 s, done at 101 s
+        policy.observe_running("google-imagen-3", 0.0, 99.0)
         policy.observe("google-imagen-3", 99.0, 101.0)
     assert 80 < policy.first_delay("google-imagen-3", TaskHint()) < 101
 
@@ -340,6 +341,7 @@ def test_policy_hits_its_delay_target_with_far_fewer_polls_than_a_fixed_loop() -
         t = policy.first_delay(model, TaskHint())
         polls, last = 1, 0.0
         while t < duration:
+            policy.observe_running(model, last, t)
             last = t
             t += policy.next_delay(model, t, polls, TaskHint())
             polls += 1
@@ -362,3 +364,33 @@ def test_policy_uses_progress_percent_to_aim_at_the_finish() -> None:
     later = policy.next_delay("mj", 20.0, 3, TaskHint(percent=10, percent_elapsed=20.0))
     assert soon < later
     assert later <= policy.max_interval
+
+
+def test_learning_counts_tasks_still_running_so_early_finishers_do_not_bias_it() -> None:
+    """400 tasks created together, durations log-uniform 60–300 s, observed up to 160 s.
+
+    Only the shorter half has finished by then; an estimate from finished tasks alone would put
+    the median near 100 s. Counting the still-running ones (survival analysis) finds the true
+    median, √(60·300) ≈ 134 s.
+    """
+    import random
+
+    from gptunnel_async.catalog import DurationPrior
+    from gptunnel_async.poller.policy import DurationModel
+
+    rng = random.Random(3)
+    durations = [math.exp(rng.uniform(math.log(60), math.log(300))) for _ in range(400)]
+    stats = DurationModel(DurationPrior(5, 15, 60), prior_weight=1.0)  # a wrong prior, on purpose
+    last = dict.fromkeys(range(len(durations)), 0.0)
+    for t in range(60, 161, 5):
+        for i, duration in enumerate(durations):
+            if i not in last:
+                continue
+            if duration <= t:
+                stats.observe((last[i] + t) / 2, since=last[i])
+                del last[i]
+            else:
+                stats.running(last[i], float(t))
+                last[i] = float(t)
+    assert 0.3 < len(last) / len(durations) < 0.6  # many still running
+    assert 120 < stats.quantile(0.5) < 150

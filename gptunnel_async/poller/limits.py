@@ -6,7 +6,9 @@ tasks. So the gate wraps each HTTP request itself, polls and creates alike:
 - ``max_concurrency``: simultaneous requests, a hard bound.
 - ``requests_per_second``: at most that many request *starts* in any sliding 1-second window —
   an exact log of recent starts, not a token bucket (a bucket lets 2× through across a window
-  edge).
+  edge). The window is widened by the recent worst delay between passing the gate and the
+  request actually leaving (reported by httpcore's trace events), so a busy client that sends
+  requests bunched up cannot push more than the budget through any 1 s window on the wire.
 - a 429 pauses every request until its ``Retry-After`` has passed; afterwards the rate starts at
   half of what was flowing before the 429 (at least ``min_recovery_rate``) and doubles every
   second until it is unthrottled again (slow start), so one rate limit does not turn into a
@@ -19,6 +21,7 @@ import math
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import anyio
@@ -29,12 +32,37 @@ _WINDOW = 1.0
 _WINDOW_MARGIN = 0.01
 
 
+class _Slot:
+    """One held slot; learns when its request really left (httpcore's ``trace`` events)."""
+
+    __slots__ = ("gate", "reported", "started")
+
+    def __init__(self, gate: RequestGate, started: float) -> None:
+        self.gate = gate
+        self.started = started
+        self.reported = False
+
+    async def trace(self, event: str, info: object) -> None:
+        if not self.reported and event.endswith("send_request_headers.started"):
+            self.reported = True
+            self.gate.note_send_lag(anyio.current_time() - self.started)
+
+
+_CURRENT_SLOT: ContextVar[_Slot | None] = ContextVar("gptunnel_gate_slot", default=None)
+
+
+def current_slot() -> _Slot | None:
+    """The gate slot the running request holds, if any (read by the client's request path)."""
+    return _CURRENT_SLOT.get()
+
+
 @dataclass
 class GateStats:
     requests: int = 0
     max_in_flight: int = 0
     pauses: int = 0
     paused_seconds: float = 0.0
+    max_send_lag: float = 0.0
 
 
 class RequestGate:
@@ -72,6 +100,9 @@ class RequestGate:
         self._dyn_rate: float | None = None  # slow-start rate after a 429, None = unthrottled
         self._dyn_since = 0.0
         self._last_start = -math.inf
+        # Recent worst delay between passing the gate and the request leaving (decaying max):
+        # a busy client can hold requests back after the gate and then send them bunched.
+        self._send_lag = 0.0
 
     @property
     def in_flight(self) -> int:
@@ -85,16 +116,23 @@ class RequestGate:
     async def slot(self) -> AsyncIterator[None]:
         """Hold one request slot: waits for concurrency, rate budget and any 429 pause."""
         async with self._slots:
-            await self._wait_for_start()
+            started = await self._wait_for_start()
             self._in_flight += 1
             self.stats.requests += 1
             self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
+            token = _CURRENT_SLOT.set(_Slot(self, started))
             try:
                 yield
             finally:
+                _CURRENT_SLOT.reset(token)
                 self._in_flight -= 1
 
-    async def _wait_for_start(self) -> None:
+    def note_send_lag(self, lag: float) -> None:
+        """How long a request took from passing the gate to leaving; widens the rate window."""
+        self._send_lag = max(lag, self._send_lag * 0.99, 0.0)
+        self.stats.max_send_lag = max(self.stats.max_send_lag, lag)
+
+    async def _wait_for_start(self) -> float:
         # One waiter at a time decides the next start time, so starts are ordered and the rate
         # log is exact even with many workers.
         async with self._start_lock:
@@ -104,14 +142,16 @@ class RequestGate:
                 if wait <= 0:
                     break
                 await anyio.sleep(wait)
-            self._record_start(anyio.current_time())
+            now = anyio.current_time()
+            self._record_start(now)
+            return now
 
     def _delay_before_start(self, now: float) -> float:
         wait = self._paused_until - now
         if self._window_cap and len(self._starts) >= self._window_cap:
             # _starts holds only starts inside the window: the cap-th latest must age out first
             oldest = self._starts[len(self._starts) - self._window_cap]
-            wait = max(wait, oldest + _WINDOW + _WINDOW_MARGIN - now)
+            wait = max(wait, oldest + _WINDOW + _WINDOW_MARGIN + self._send_lag - now)
         rate = self._current_dynamic_rate(now)
         if rate is not None:
             wait = max(wait, self._last_start + 1.0 / rate - now)
@@ -131,7 +171,7 @@ class RequestGate:
     def _record_start(self, now: float) -> None:
         self._last_start = now
         self._starts.append(now)
-        horizon = now - _WINDOW - _WINDOW_MARGIN
+        horizon = now - _WINDOW - _WINDOW_MARGIN - self._send_lag
         while self._starts and self._starts[0] <= horizon:
             self._starts.popleft()
 

@@ -40,21 +40,25 @@ def _bin_edge(index: int) -> float:
 
 
 class DurationModel:
-    """A model's duration distribution: a fading prior plus exponentially forgotten data.
+    """A model's duration distribution, learned as a survival curve (censoring-aware).
 
-    The prior is log-uniform over ``[low, high]`` of the kind's ``DurationPrior``, worth
-    ``prior_weight`` observations at first and ``W²/(W + n)`` after ``n`` (so data take over).
-    Each observation counts ``decay`` times less than the next one (memory of ~1/(1-decay)
-    tasks), so a model that gets faster or slower is followed. Schedules derived from it are
-    cached and rebuilt after every ``rebuild_every`` observations.
+    Finished tasks alone are a biased sample while many are in flight — the short ones finish
+    first — so every poll that finds a task *still running* counts too: per log-spaced bin,
+    ``exposure`` is how many tasks are known to have reached the bin and ``events`` how many
+    finished in it; the hazard is their ratio (Nelson–Aalen). A prior per model kind
+    (log-uniform over ``[low, high]``) contributes pseudo-counts worth ``prior_weight`` tasks at
+    first and ``W²/(W + n)`` after ``n`` finishes. Each finish makes earlier records count
+    ``decay`` times less (memory of ~1/(1-decay) tasks), so a model that drifts is followed.
+    Schedules derived from it are cached and rebuilt every ``rebuild_every`` finishes.
     """
 
     __slots__ = (
-        "_data",
-        "_data_total",
         "_dirty",
+        "_events",
+        "_exposure",
         "_inc",
         "_prior",
+        "_prior_survival",
         "_schedule",
         "decay",
         "observed",
@@ -76,9 +80,13 @@ class DurationModel:
         lo, hi = _bin_of(prior.low), _bin_of(prior.high)
         for i in range(lo, hi + 1):
             self._prior[i] = 1.0 / (hi - lo + 1)
-        self._data = [0.0] * _N_BINS
-        self._data_total = 0.0
-        self._inc = 1.0  # weight of the newest observation, in the data array's units
+        survival, self._prior_survival = 1.0, []
+        for p in self._prior:
+            self._prior_survival.append(survival)
+            survival = max(survival - p, 0.0)
+        self._events = [0.0] * _N_BINS
+        self._exposure = [0.0] * _N_BINS
+        self._inc = 1.0  # weight of the newest record, in the arrays' units
         self.prior_weight = prior_weight
         self.decay = decay
         self.smoothing = smoothing
@@ -87,35 +95,53 @@ class DurationModel:
         self._schedule: _Schedule | None = None
         self._dirty = 0
 
-    def observe(self, seconds: float) -> None:
-        """Record one task's (estimated) duration."""
+    def _expose(self, since: float, until: float) -> None:
+        """Count one task as having reached every bin that starts in ``(since, until]``."""
+        first = 0 if since < _EDGES[0] else _bin_of(since) + 1
+        for i in range(first, _bin_of(until) + 1):
+            self._exposure[i] += self._inc
+
+    def running(self, since: float, elapsed: float) -> None:
+        """A task last seen running at ``since`` s is still running at ``elapsed`` s."""
+        if math.isfinite(elapsed) and elapsed > since:
+            self._expose(max(since, 0.0), elapsed)
+
+    def observe(self, seconds: float, *, since: float = 0.0) -> None:
+        """A task finished after ``seconds`` (estimated); it was last seen running at ``since``."""
         if not math.isfinite(seconds) or seconds <= 0:
             return
         self._inc /= self.decay
-        self._data[_bin_of(seconds)] += self._inc
-        self._data_total += self._inc
         if self._inc > 1e12:  # rescale now and then; the ratios are what matter
-            self._data = [c / self._inc for c in self._data]
-            self._data_total /= self._inc
+            self._events = [c / self._inc for c in self._events]
+            self._exposure = [c / self._inc for c in self._exposure]
             self._inc = 1.0
+        self._expose(max(min(since, seconds), 0.0), seconds)
+        self._events[_bin_of(seconds)] += self._inc
         self.observed += 1
         self._dirty += 1
 
     def counts(self, *, smoothed: bool = True) -> tuple[list[float], float]:
-        """The combined histogram in observation units, and its total.
+        """The duration density per bin (summing to ≤ 1) implied by the learned hazard.
 
-        ``smoothed``: data go through a Gaussian kernel in log-duration (``smoothing`` bins
-        wide), since a raw histogram of a few hundred tasks is too noisy to take a hazard rate
-        from. Quantiles use the raw one, which keeps sharp edges sharp.
+        ``smoothed``: events and exposure go through a Gaussian kernel in log-duration
+        (``smoothing`` bins wide), since a few hundred tasks are too few to take a hazard rate
+        from raw. Quantiles use the raw estimate, which keeps sharp edges sharp.
         """
-        n = self._data_total / self._inc
-        w = self.prior_weight * self.prior_weight / (self.prior_weight + n)
         scale = 1.0 / self._inc
-        data = self._data
+        n = sum(self._events) * scale
+        w = self.prior_weight * self.prior_weight / (self.prior_weight + n)
+        events, exposure = self._events, self._exposure
         if smoothed and self.smoothing > 0:
-            data = _smooth(data, self.smoothing)
-        combined = [d * scale + w * p for d, p in zip(data, self._prior, strict=True)]
-        return combined, n + w
+            events, exposure = _smooth(events, self.smoothing), _smooth(exposure, self.smoothing)
+        density: list[float] = []
+        survival = 1.0
+        for e, x, p, ps in zip(events, exposure, self._prior, self._prior_survival, strict=True):
+            at_risk = x * scale + w * ps
+            hazard = (e * scale + w * p) / at_risk if at_risk > 1e-12 else 0.0
+            mass = survival * min(hazard, 1.0)
+            density.append(mass)
+            survival -= mass
+        return density, 1.0
 
     def quantile(self, q: float) -> float:
         """The ``q``-quantile of the current distribution (seconds)."""
@@ -277,6 +303,10 @@ class PollPolicy(Protocol):
         """A task finished somewhere in ``(lower, upper]`` seconds after creation."""
         ...
 
+    def observe_running(self, model: str | None, since: float, elapsed: float) -> None:
+        """A task last seen running ``since`` s after creation still ran at ``elapsed`` s."""
+        ...
+
 
 @dataclass(frozen=True)
 class TaskHint:
@@ -382,7 +412,10 @@ class AdaptivePolicy:
         # A task seen done at its first poll finished anywhere in (0, upper]: lean low so a late
         # first poll corrects itself; otherwise the bracket's middle.
         estimate = upper * 0.7 if lower <= 0 else (lower + upper) / 2
-        self.model_stats(model).observe(estimate)
+        self.model_stats(model).observe(estimate, since=lower)
+
+    def observe_running(self, model: str | None, since: float, elapsed: float) -> None:
+        self.model_stats(model).running(since, elapsed)
 
 
 def _kind(model_id: str) -> ModelKind:
@@ -414,4 +447,7 @@ class FixedIntervalPolicy:
         return self.interval
 
     def observe(self, model: str | None, lower: float, upper: float) -> None:
+        return None
+
+    def observe_running(self, model: str | None, since: float, elapsed: float) -> None:
         return None

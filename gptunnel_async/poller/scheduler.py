@@ -400,6 +400,8 @@ class Poller:
                 self.policy.observe(entry.model, entry.last_running, elapsed)
             self._conclude(entry, task)
             return
+        if entry.origin_known:
+            self.policy.observe_running(entry.model, entry.last_running, elapsed)
         entry.last_running = elapsed
         percent = TaskKind.percent(task)
         if percent is not None and percent != entry.percent:

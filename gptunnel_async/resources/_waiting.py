@@ -144,6 +144,8 @@ async def poll_until_finished(
             if origin_known:
                 policy.observe(model, last_running, elapsed)
             return finish(latest)
+        if origin_known:
+            policy.observe_running(model, last_running, elapsed)
         last_running = elapsed
         percent = _percent(latest)
         if percent is not None and percent != hint.percent:
