@@ -33,6 +33,7 @@ from ._retry import (
 )
 from ._version import __version__
 from .download import Downloader, LinkPolicy, check_not_expired, result_url
+from .poller.limits import current_slot
 from .poller.policy import AdaptivePolicy, PollPolicy
 from .poller.scheduler import Poller
 from .resources.account import AccountResource
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 DEFAULT_BASE_URL = "https://gptunnel.ru"
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 DEFAULT_MAX_RETRIES = 2
-DEFAULT_MAX_CONNECTIONS = 64
+DEFAULT_MAX_CONNECTIONS = 16
 #: Bodies of API responses larger than this are refused (they are small JSON documents).
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 
@@ -221,13 +222,20 @@ class AsyncGPTunnel:
     ) -> Path:
         """Save a finished task's file; returns its path.
 
-        ``destination`` is a directory (the file is named after the task id) or a file path
-        (without a suffix, the extension comes from the content type). The file appears under
+        ``destination`` is a directory — an existing one, or any path ending in ``/`` — (the
+        file is named after the task id) or a file path (without a suffix, the extension comes
+        from the content type). The file appears under
         its final name only when complete. An expired link is refused before any request.
         """
         check_not_expired(task)
+        # "out/" means a folder even before it exists (Path() would drop the slash).
+        as_folder = os.fspath(destination).endswith(("/", os.sep))
         return await self.downloader.fetch_to(
-            result_url(task), Path(destination), task_id=task.id, max_bytes=max_bytes
+            result_url(task),
+            Path(destination),
+            task_id=task.id,
+            max_bytes=max_bytes,
+            as_folder=as_folder,
         )
 
     async def download_bytes(self, task: Any, *, max_bytes: int | None = None) -> bytes:
@@ -337,6 +345,9 @@ class AsyncGPTunnel:
         url = self.base_url + path
         # A per-request timeout (e.g. the blocking /media/generate); else the client's own.
         extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        slot = current_slot()  # a poller's gate slot learns when this request really leaves
+        if slot is not None:
+            extra["extensions"] = {"trace": slot.trace}
         started = time.perf_counter()
         async with self._gate():
             try:

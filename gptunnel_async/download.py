@@ -15,6 +15,8 @@ import contextlib
 import ipaddress
 import mimetypes
 import os
+import re
+import socket
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -90,25 +92,47 @@ class LinkPolicy:
         return parsed
 
 
+_LEGACY_IPV4 = re.compile(r"[0-9a-fA-FxX.]+")
+
+
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    text = host.strip("[]").rstrip(".")
     try:
-        return ipaddress.ip_address(host.strip("[]"))
+        return ipaddress.ip_address(text)
     except ValueError:
-        return None
+        pass
+    # The resolver also reads legacy IPv4 forms ("127.1", "2130706433", "0x7f000001"):
+    # judge them by the address they really name.
+    if _LEGACY_IPV4.fullmatch(text):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(text))
+        except OSError:
+            return None
+    return None
+
+
+def _host_name(host: str) -> str:
+    return host.lower().rstrip(".")  # "localhost." is localhost
 
 
 def _is_loopback(host: str) -> bool:
     ip = _ip(host)
-    return host.lower() == "localhost" if ip is None else ip.is_loopback
+    return _host_name(host) == "localhost" if ip is None else ip.is_loopback
 
 
 def _is_private(host: str) -> bool:
     """Literal private, link-local, reserved or unspecified addresses (names are not resolved)."""
     ip = _ip(host)
     if ip is None:
-        return host.lower().endswith((".local", ".internal", ".localhost"))
+        return _host_name(host).endswith((".local", ".internal", ".localhost"))
+    # not is_global also covers shared space 100.64/10 (a cloud metadata address lives there).
     return bool(
-        ip.is_private or ip.is_link_local or ip.is_reserved or ip.is_unspecified or ip.is_multicast
+        ip.is_private
+        or ip.is_link_local
+        or ip.is_reserved
+        or ip.is_unspecified
+        or ip.is_multicast
+        or not ip.is_global
     )
 
 
@@ -178,10 +202,16 @@ class Downloader:
         return b"".join(chunks), ext
 
     async def fetch_to(
-        self, url: str, destination: Path, *, task_id: str, max_bytes: int | None = None
+        self,
+        url: str,
+        destination: Path,
+        *,
+        task_id: str,
+        max_bytes: int | None = None,
+        as_folder: bool = False,
     ) -> Path:
         """Stream ``url`` into ``destination`` (a directory, or a file path) atomically."""
-        directory, stem, fixed_ext = _split_destination(destination, task_id)
+        directory, stem, fixed_ext = _split_destination(destination, task_id, as_folder)
         await anyio.Path(directory).mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=".part", dir=directory)
         tmp = Path(tmp_name)
@@ -246,6 +276,10 @@ class Downloader:
                             raise FileTooLargeError(f"file exceeds the cap of {max_bytes} bytes")
                         await sink(chunk)
                     return extension_for(response.headers.get("content-type"), str(target))
+            except httpx.DecodingError as exc:  # not a TransportError: a corrupt body
+                raise DownloadError(
+                    f"the file host sent a body that cannot be decoded: {exc}"
+                ) from None
             except httpx.TransportError as exc:
                 raise _Transient(
                     APIConnectionError(f"download failed: {type(exc).__name__}: {exc}"), None
@@ -276,10 +310,14 @@ def _raise_for_file_status(response: httpx.Response, url: str) -> None:
     raise DownloadError(str(error), status_code=status)
 
 
-def _split_destination(destination: Path, task_id: str) -> tuple[Path, str, str | None]:
+def _split_destination(
+    destination: Path, task_id: str, as_folder: bool = False
+) -> tuple[Path, str, str | None]:
     """(directory, file stem, extension or None to pick from the content type)."""
     check_task_id(task_id)
-    if destination.is_dir() or str(destination).endswith(os.sep):
+    if "\x00" in str(destination):
+        raise InvalidInputError(f"not a usable path (it contains a NUL byte): {destination!r}")
+    if as_folder or destination.is_dir():
         return destination, task_id, None
     name = destination.name
     if name in ("", ".", ".."):

@@ -175,3 +175,10 @@ def test_extension_for() -> None:
     assert extension_for("video/mp4; codecs=avc1", "https://h/x") == ".mp4"
     assert extension_for(None, "https://h/x/file.webp?sig=1") == ".webp"
     assert extension_for("application/octet-stream", "https://h/x") == ".bin"
+
+
+@pytest.mark.anyio
+async def test_a_trailing_slash_means_a_folder_even_before_it_exists(tmp_path: Path) -> None:
+    async with finished_task() as (_, client, task):
+        first = await client.download(task, f"{tmp_path}/new-folder/")
+    assert first == tmp_path / "new-folder" / f"{task.id}.webp"
