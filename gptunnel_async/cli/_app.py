@@ -1,0 +1,398 @@
+"""The click commands: options in, one SDK call (or run) each, results out.
+
+Each command resolves its options, then does its async work inside ``_session.run`` (one event
+loop per invocation), so errors, Ctrl-C and exit codes are handled the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import click
+
+from .. import AsyncGPTunnel
+from .._version import __version__
+from ..catalog import MODELS
+from ._batch import JOURNAL_NAME, MANIFEST_NAME, BatchOptions, run_batch
+from ._inputs import FORMATS, Defaults, InputFileError, detect_format, parse_params, scan
+from ._logging import disable_debug, enable_debug
+from ._offline import serve_until_cancelled
+from ._output import (
+    balance_table,
+    catalogue_table,
+    remote_models_table,
+    stderr,
+    stdout,
+    task_table,
+)
+from ._session import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    CLIError,
+    Settings,
+    open_client,
+    run,
+)
+
+DEFAULT_MODEL = "google-imagen-3"
+KINDS = ("media", "midjourney", "faceswap", "bgremover")
+#: Keyword arguments of ``media.generate`` that a ``--param`` must not shadow.
+_RESERVED = frozenset({"model", "prompt", "ar", "images", "timeout", "on_progress"})
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--api-key", metavar="KEY", help="API key (default: $GPTUNNEL_API_KEY).")
+@click.option("--base-url", metavar="URL", help="API base URL (default: $GPTUNNEL_BASE_URL).")
+@click.option(
+    "--offline", is_flag=True, help="Run against the built-in emulator (no key, no network)."
+)
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging to stderr (key redacted).")
+@click.option("--backend", type=click.Choice(["asyncio", "trio"]), default="asyncio", hidden=True)
+@click.option(
+    "--clock-scale",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    hidden=True,
+    help="The server runs this much faster than real time (emulators; offline time scale).",
+)
+@click.version_option(__version__, prog_name="gptunnel")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    api_key: str | None,
+    base_url: str | None,
+    offline: bool,
+    verbose: bool,
+    backend: str,
+    clock_scale: float | None,
+) -> None:
+    """GPTunnel media generation from the command line.
+
+    \b
+    Exit codes: 0 ok; 1 runtime/API error (or a batch with failures);
+    2 usage/configuration error; 130 interrupted.
+    """
+    if offline and base_url:
+        raise click.UsageError("--offline and --base-url exclude each other")
+    if backend == "trio":
+        try:
+            import trio  # noqa: F401
+        except ImportError:
+            raise CLIError("--backend trio needs trio: pip install trio", exit_code=2) from None
+    settings = Settings(api_key, base_url, offline, verbose, backend, clock_scale)
+    ctx.obj = settings
+    if verbose:
+        handler = enable_debug(settings.key)
+        ctx.call_on_close(lambda: disable_debug(handler))
+
+
+def _extra(params: tuple[str, ...]) -> dict[str, Any]:
+    try:
+        extra = parse_params(params)
+    except InputFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--param") from None
+    clash = _RESERVED.intersection(extra)
+    if clash:
+        raise click.BadParameter(f"use the option, not --param, for {sorted(clash)}")
+    return extra
+
+
+@cli.command()
+@click.argument("prompt")
+@click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, help="Model id.")
+@click.option("--ar", help="Aspect ratio, e.g. 16:9 (checked against the catalogue).")
+@click.option("--image", "images", multiple=True, metavar="URL", help="Input image (repeatable).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Extra body field.")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Folder for the file (named after the task id).",
+)
+@click.option("--timeout", type=float, default=3600.0, show_default=True, help="Seconds to wait.")
+@click.pass_obj
+def generate(
+    settings: Settings,
+    prompt: str,
+    model: str,
+    ar: str | None,
+    images: tuple[str, ...],
+    params: tuple[str, ...],
+    out: Path,
+    timeout: float,
+) -> None:
+    """Generate one PROMPT and save the file; prints its path."""
+    extra = _extra(params)
+    settings.require_key()
+
+    async def go() -> Path:
+        async with open_client(settings) as client:
+            with stderr().status(f"generating with {model}…"):
+                task = await client.media.generate(
+                    model=model,
+                    prompt=prompt,
+                    ar=ar,
+                    images=list(images) or None,
+                    timeout=timeout,
+                    **extra,
+                )
+                await anyio.Path(out).mkdir(parents=True, exist_ok=True)
+                return await client.download(task, out)
+
+    click.echo(str(run(settings, go)))
+
+
+@cli.command()
+@click.argument("input_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("out"),
+    show_default=True,
+    help="Folder for the files, the manifest and the journal.",
+)
+@click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, help="Default model.")
+@click.option("--ar", help="Default aspect ratio.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Default extra field.")
+@click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), help="Input format (default: by extension)."
+)
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Simultaneous API requests (creates and polls).",
+)
+@click.option("--rps", type=click.FloatRange(min=0, min_open=True), help="Max requests per second.")
+@click.option(
+    "--max-pending",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Tasks created and not yet finished, at most.",
+)
+@click.option("--task-timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds.")
+@click.option("--deadline", type=click.FloatRange(min=0, min_open=True), help="Whole run, s.")
+@click.option(
+    "--journal",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"Resume journal (default: OUT/{JOURNAL_NAME}).",
+)
+@click.option("--no-journal", is_flag=True, help="Do not keep a journal (no resume).")
+@click.option(
+    "--manifest",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"Manifest path (default: OUT/{MANIFEST_NAME}).",
+)
+@click.option("--no-progress", is_flag=True, help="No live progress bar.")
+@click.pass_obj
+def batch(
+    settings: Settings,
+    input_file: Path,
+    out: Path,
+    model: str,
+    ar: str | None,
+    params: tuple[str, ...],
+    fmt: str | None,
+    concurrency: int,
+    rps: float | None,
+    max_pending: int,
+    task_timeout: float | None,
+    deadline: float | None,
+    journal: Path | None,
+    no_journal: bool,
+    manifest: Path | None,
+    no_progress: bool,
+) -> None:
+    """Generate every prompt of INPUT_FILE into a folder, with a manifest.jsonl.
+
+    \b
+    INPUT_FILE: text (one prompt a line), CSV (a 'prompt' column; optional
+    'model', 'ar'; other columns are extra fields) or JSONL (one object a line).
+    Rerun the same command to resume an interrupted batch.
+    """
+    defaults = Defaults(model=model, ar=ar, params=_extra(params))
+    settings.require_key()
+    try:
+        kind = detect_format(input_file, fmt)
+        total = scan(input_file, kind)
+    except InputFileError as exc:
+        raise CLIError(str(exc), exit_code=EXIT_USAGE) from None
+    if no_journal:
+        journal = None
+    elif journal is None and not settings.offline:
+        journal = out / JOURNAL_NAME  # offline tasks die with the process: nothing to resume
+    opts = BatchOptions(
+        source=input_file,
+        fmt=kind,
+        out=out,
+        defaults=defaults,
+        manifest=manifest or out / MANIFEST_NAME,
+        journal=journal,
+        concurrency=concurrency,
+        requests_per_second=rps,
+        max_pending=max_pending,
+        task_timeout=task_timeout,
+        deadline=deadline,
+        progress=not no_progress,
+    )
+
+    async def go() -> Any:
+        async with open_client(settings) as client:
+            return await run_batch(client, opts, total)
+
+    hint = "interrupted: rerun the same command to resume" if journal else "interrupted"
+    summary = run(settings, go, interrupted=hint)
+    resumed = f", {summary.resumed} from the journal" if summary.resumed else ""
+    click.echo(
+        f"{summary.ok} ok, {summary.failed} failed of {summary.total}{resumed}; "
+        f"manifest: {opts.manifest}",
+        err=True,
+    )
+    if summary.failed:
+        raise CLIError(f"{summary.failed} of {summary.total} requests failed (see the manifest)")
+
+
+def _resource(client: AsyncGPTunnel, kind: str) -> Any:
+    return getattr(client, kind)
+
+
+def _task_fields(task: Any) -> dict[str, Any]:
+    names = ("id", "status", "percent", "model", "prompt", "url", "result", "message", "error")
+    fields = {name: getattr(task, name, None) for name in names}
+    fields["expires_at"] = getattr(task, "expires_at", None)
+    return fields
+
+
+_kind_option = click.option(
+    "--kind", type=click.Choice(KINDS), default="media", show_default=True, help="Task family."
+)
+
+
+@cli.command()
+@click.argument("task_id")
+@_kind_option
+@click.option("--json", "as_json", is_flag=True, help="The raw task as JSON.")
+@click.pass_obj
+def result(settings: Settings, task_id: str, kind: str, as_json: bool) -> None:
+    """Show a task's current state (one request)."""
+    settings.require_key()
+
+    async def go() -> Any:
+        async with open_client(settings) as client:
+            return await _resource(client, kind).result(task_id)
+
+    task = run(settings, go)
+    if as_json:
+        click.echo(task.model_dump_json(indent=2))
+    else:
+        stdout().print(task_table(_task_fields(task)))
+
+
+@cli.command()
+@click.argument("task_id")
+@_kind_option
+@click.option("--timeout", type=float, default=3600.0, show_default=True, help="Seconds.")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Save the file here (prints its path); otherwise prints the link.",
+)
+@click.pass_obj
+def wait(settings: Settings, task_id: str, kind: str, timeout: float, out: Path | None) -> None:
+    """Wait for a task to finish; prints its link, or saves it with -o."""
+    settings.require_key()
+
+    async def go() -> str:
+        async with open_client(settings) as client:
+            with stderr().status(f"waiting for {task_id}…"):
+                task = await _resource(client, kind).wait(task_id, timeout=timeout)
+                if out is None:
+                    return str(getattr(task, "url", None) or getattr(task, "result", ""))
+                await anyio.Path(out).mkdir(parents=True, exist_ok=True)
+                return str(await client.download(task, out))
+
+    click.echo(run(settings, go))
+
+
+@cli.command()
+@click.option("--wallet", is_flag=True, help="The personal wallet instead of the organisation.")
+@click.pass_obj
+def balance(settings: Settings, wallet: bool) -> None:
+    """Show the balance (rubles)."""
+    settings.require_key()
+
+    async def go() -> Any:
+        async with open_client(settings) as client:
+            return await client.balance(use_wallet_balance=wallet)
+
+    stdout().print(balance_table(run(settings, go), wallet=wallet))
+
+
+@cli.command()
+@click.option("--remote", is_flag=True, help="The API's GET /v1/models instead.")
+@click.pass_obj
+def models(settings: Settings, remote: bool) -> None:
+    """List the media models the SDK knows (no key needed), or the API's with --remote."""
+    if not remote:
+        stdout().print(catalogue_table(MODELS.values()))
+        return
+    settings.require_key()
+
+    async def go() -> Any:
+        async with open_client(settings) as client:
+            return await client.models()
+
+    stdout().print(remote_models_table(run(settings, go)))
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback only.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True)
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Tasks run this many times faster than on the real service.",
+)
+@click.pass_obj
+def emulator(settings: Settings, host: str, port: int, time_scale: float) -> None:
+    """Serve the API emulator on a local port until Ctrl-C (then exit 0)."""
+
+    def ready(url: str) -> None:
+        click.echo(url)
+        sys.stdout.flush()
+        click.echo(
+            f"emulator at {url} (time scale {time_scale:g}); in another shell:\n"
+            f"  export GPTUNNEL_BASE_URL={url} GPTUNNEL_API_KEY=any\n"
+            f"Ctrl-C stops it.",
+            err=True,
+        )
+
+    async def go() -> None:
+        await serve_until_cancelled(
+            host=host, port=port, time_scale=time_scale, api_keys=None, on_ready=ready
+        )
+
+    try:
+        anyio.run(go, backend=settings.backend)
+    except KeyboardInterrupt:
+        raise click.exceptions.Exit(EXIT_OK) from None
+    except ValueError as exc:  # not a loopback host
+        raise CLIError(str(exc), exit_code=EXIT_USAGE) from None
+    except OSError as exc:  # e.g. the port is taken
+        raise CLIError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+__all__ = ["EXIT_ERROR", "cli"]

@@ -1,0 +1,133 @@
+"""``gptunnel batch``: many prompts → a folder of files and a JSONL manifest, resumably.
+
+The SDK's ``generate_many`` does the work (bounded creates and polls, the journal, downloads
+as tasks finish); this module feeds it the prompt file as a stream, writes one manifest line
+per request as results arrive (flushed, so a killed run still shows how far it got), and keeps
+the progress bar current. Rerunning the same command resumes from the journal: the manifest is
+rewritten from scratch, since a resumed run yields every request again (finished ones from the
+journal, at once).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import anyio
+
+from .. import AsyncGPTunnel
+from ..poller import PollResult
+from ..poller.batch import BatchRun
+from ._inputs import Defaults, Format, read_requests
+from ._output import BatchProgress
+from ._session import describe
+
+JOURNAL_NAME = ".gptunnel-journal.sqlite"
+MANIFEST_NAME = "manifest.jsonl"
+_REFRESH_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    source: Path
+    fmt: Format
+    out: Path
+    defaults: Defaults
+    manifest: Path
+    journal: Path | None
+    concurrency: int = 16
+    requests_per_second: float | None = None
+    max_pending: int = 1000
+    task_timeout: float | None = None
+    deadline: float | None = None
+    progress: bool = True
+
+
+@dataclass
+class BatchSummary:
+    total: int
+    done: int = 0
+    ok: int = 0
+    failed: int = 0
+    resumed: int = 0
+
+
+async def run_batch(client: AsyncGPTunnel, opts: BatchOptions, total: int) -> BatchSummary:
+    """Run every request of ``opts.source``; returns the counts (the manifest has the rest)."""
+    await anyio.Path(opts.out).mkdir(parents=True, exist_ok=True)
+    requests = read_requests(opts.source, opts.fmt, opts.defaults)
+    summary = BatchSummary(total=total)
+    with (
+        opts.manifest.open("w", encoding="utf-8") as manifest,
+        BatchProgress(total, enabled=opts.progress) as bar,
+    ):
+        async with (
+            client.media.generate_many(
+                requests,
+                max_concurrency=opts.concurrency,
+                requests_per_second=opts.requests_per_second,
+                max_pending=opts.max_pending,
+                task_timeout=opts.task_timeout,
+                deadline=opts.deadline,
+                journal=opts.journal,
+                download_to=opts.out,
+            ) as run,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(_refresh, run, bar, summary)
+            async for result in run:
+                _write_line(manifest, result, opts.out)
+                summary.done += 1
+                summary.ok += result.ok
+                summary.failed += not result.ok
+                summary.resumed += result.from_journal
+                bar.update(
+                    done=summary.done,
+                    ok=summary.ok,
+                    failed=summary.failed,
+                    in_flight=run.poller.pending,
+                )
+            tg.cancel_scope.cancel()
+            bar.update(done=summary.done, ok=summary.ok, failed=summary.failed, in_flight=0)
+    return summary
+
+
+async def _refresh(run: BatchRun, bar: BatchProgress, summary: BatchSummary) -> None:
+    """Keep the in-flight count live between results (tasks start and finish continuously)."""
+    while True:
+        bar.update(
+            done=summary.done,
+            ok=summary.ok,
+            failed=summary.failed,
+            in_flight=run.poller.pending,
+        )
+        await anyio.sleep(_REFRESH_SECONDS)
+
+
+def _write_line(manifest: IO[str], result: PollResult, out: Path) -> None:
+    request: dict[str, Any] = result.request if isinstance(result.request, dict) else {}
+    error = None if result.ok else result.error
+    line = {
+        "index": result.index,
+        "prompt": request.get("prompt"),
+        "model": request.get("model"),
+        "task_id": result.id,
+        "ok": result.ok,
+        "file": None if result.path is None else _relative(result.path, out),
+        "error": None if error is None else describe(error),
+        "error_type": None if error is None else type(error).__name__,
+        "resumed": result.from_journal,
+    }
+    manifest.write(json.dumps(line, ensure_ascii=False) + "\n")
+    manifest.flush()
+
+
+def _relative(path: Path, out: Path) -> str:
+    """Paths in the manifest are relative to the output folder, so the folder can move."""
+    try:
+        return os.path.relpath(path, out)
+    except ValueError:  # another drive (Windows)
+        return str(path)

@@ -1,0 +1,162 @@
+"""What every command shares: global settings, opening a client, running async code, and
+turning failures into one line and a documented exit code.
+
+Exit codes: ``EXIT_ERROR`` (1) runtime/API errors; ``EXIT_USAGE`` (2) usage and configuration
+(including input the SDK refuses before sending anything); ``EXIT_INTERRUPTED`` (130) Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import IO, Any, TypeVar
+
+import anyio
+import click
+
+from .. import AdaptivePolicy, AsyncGPTunnel, ConfigurationError, GPTunnelError, InvalidInputError
+from .._client import API_KEY_ENV, BASE_URL_ENV
+from .._errors import APIConnectionError, APIStatusError, TaskFailedError, TaskTimeoutError
+from ._offline import OFFLINE_TIME_SCALE, offline_client
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+T = TypeVar("T")
+
+DASHBOARD_HINT = (
+    "Get an API key in GPTunnel's dashboard (https://gptunnel.ru, section API), then pass "
+    f"--api-key or set {API_KEY_ENV}.\n"
+    'Or try it without a key against the built-in emulator: gptunnel --offline generate "a fox"'
+)
+
+
+class CLIError(click.ClickException):
+    """A failure shown as ``error: <one line>`` (plus an optional hint), with its exit code."""
+
+    def __init__(self, message: str, *, exit_code: int = EXIT_ERROR, hint: str | None = None):
+        super().__init__(one_line(message))
+        self.code = exit_code
+        self.hint = hint
+
+    @property  # click reads ``exit_code``; it is a class constant there, per error here
+    def exit_code(self) -> int:  # type: ignore[override]
+        return self.code
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+        if self.hint:
+            click.echo(self.hint, err=True)
+
+
+@dataclass
+class Settings:
+    """The global options, resolved once per invocation."""
+
+    api_key: str | None
+    base_url: str | None
+    offline: bool
+    verbose: bool
+    backend: str = "asyncio"
+    #: How much faster than real time the server runs (offline: the emulator's time scale).
+    clock_scale: float | None = None
+
+    @property
+    def key(self) -> str | None:
+        key = self.api_key if self.api_key is not None else os.environ.get(API_KEY_ENV)
+        return key.strip() if key and key.strip() else None
+
+    def require_key(self) -> str | None:
+        """The key to use (``None`` offline); without one, say where to get one (exit 2)."""
+        if self.offline:
+            return None
+        key = self.key
+        if key is None:
+            raise CLIError("no API key", exit_code=EXIT_USAGE, hint=DASHBOARD_HINT)
+        return key
+
+
+@asynccontextmanager
+async def open_client(settings: Settings) -> AsyncIterator[AsyncGPTunnel]:
+    """The client a command talks through: the emulator with ``--offline``, else the API."""
+    if settings.offline:
+        async with offline_client(settings.clock_scale or OFFLINE_TIME_SCALE) as client:
+            yield client
+        return
+    key = settings.require_key()
+    policy = AdaptivePolicy(clock_scale=settings.clock_scale) if settings.clock_scale else None
+    try:
+        client = AsyncGPTunnel(
+            key, base_url=settings.base_url or os.environ.get(BASE_URL_ENV), poll_policy=policy
+        )
+    except ConfigurationError as exc:
+        raise CLIError(str(exc), exit_code=EXIT_USAGE) from None
+    async with client:
+        yield client
+
+
+def run(
+    settings: Settings, fn: Callable[[], Awaitable[T]], *, interrupted: str = "interrupted"
+) -> T:
+    """Run ``fn`` in a fresh event loop; SDK errors become ``CLIError``, Ctrl-C exit 130."""
+    try:
+        return anyio.run(fn, backend=settings.backend)
+    except BaseException as exc:  # unwrap task-group exception groups to what happened
+        leaves = list(_leaves(exc))
+        if any(isinstance(e, KeyboardInterrupt) for e in leaves):
+            click.echo(interrupted, err=True)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+        for leaf in leaves:
+            if isinstance(leaf, click.ClickException):
+                raise leaf from None
+        for leaf in leaves:
+            if isinstance(leaf, GPTunnelError):
+                raise CLIError(describe(leaf), exit_code=exit_code_for(leaf)) from None
+        raise
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    inner = getattr(exc, "exceptions", None)
+    if isinstance(inner, (list, tuple)) and inner:
+        for sub in inner:
+            if isinstance(sub, BaseException):
+                yield from _leaves(sub)
+    else:
+        yield exc
+
+
+def exit_code_for(exc: GPTunnelError) -> int:
+    """2 when the input or setup is wrong (nothing was sent), else 1."""
+    return EXIT_USAGE if isinstance(exc, (InvalidInputError, ConfigurationError)) else EXIT_ERROR
+
+
+_SUMMARY = re.compile(r"^\S+ \S+ → HTTP \d+(?:, code -?\d+)?(?:: )?")
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a user: ``402 Organization balance is too low to use API``."""
+    text = str(exc)
+    if isinstance(exc, APIStatusError) and exc.status_code is not None:
+        detail = _SUMMARY.sub("", text) or type(exc).__name__
+        return one_line(f"{exc.status_code} {detail}")
+    prefix = ""
+    if isinstance(exc, InvalidInputError):
+        prefix = "invalid input: "
+    elif isinstance(exc, TaskFailedError):
+        prefix = "task failed: "
+    elif isinstance(exc, TaskTimeoutError):
+        prefix = "timed out: "
+    elif isinstance(exc, APIConnectionError):
+        prefix = "no answer from the API: "
+    elif not isinstance(exc, GPTunnelError):
+        prefix = f"{type(exc).__name__}: "
+    return one_line(prefix + (text or type(exc).__name__))
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
