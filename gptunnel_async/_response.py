@@ -31,12 +31,20 @@ M = TypeVar("M", bound=pydantic.BaseModel)
 
 
 def decode_json(content: bytes) -> Any:
-    """JSON, forgiving the trailing commas seen in the provider's own examples; else raise."""
+    """JSON, forgiving the trailing commas seen in the provider's own examples; else ValueError."""
     text = content.decode("utf-8", errors="replace")
     try:
-        return json.loads(text)
-    except ValueError:
-        return json.loads(_TRAILING_COMMA.sub(r"\1", text))
+        try:
+            return json.loads(text)
+        except ValueError:
+            return json.loads(_TRAILING_COMMA.sub(r"\1", text))
+    except RecursionError:  # nesting deeper than the stack: not a document this API sends
+        failure = "JSON nested too deeply"
+    except json.JSONDecodeError as exc:
+        failure = f"not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+    # Raised outside the handlers, so no __context__: a JSONDecodeError holds the whole body
+    # (``.doc``), which may echo a secret back.
+    raise ValueError(failure)
 
 
 def _short(text: str) -> str:

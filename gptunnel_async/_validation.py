@@ -6,6 +6,7 @@ unknown model id passes (the provider adds models all the time) and is sent as-i
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -18,7 +19,8 @@ _TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 def check_task_id(task_id: Any) -> str:
     """A task id is a short token of letters, digits, ``-`` and ``_`` (24 hex in practice)."""
-    if not isinstance(task_id, str) or not _TASK_ID.match(task_id):
+    # fullmatch: ``$`` alone would accept a trailing newline ("abc\n").
+    if not isinstance(task_id, str) or not _TASK_ID.fullmatch(task_id):
         shown = repr(task_id)
         shown = shown if len(shown) <= 60 else shown[:57] + "..."
         raise InvalidInputError(
@@ -27,11 +29,33 @@ def check_task_id(task_id: Any) -> str:
     return task_id
 
 
+def check_encodable(name: str, value: str) -> str:
+    """Text must be valid Unicode: a lone surrogate cannot be sent as UTF-8 JSON."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"{name} is not valid Unicode: {value[exc.start : exc.end]!r} at position "
+            f"{exc.start} is a lone surrogate (it cannot be encoded as UTF-8)"
+        ) from None
+    return value
+
+
+def check_json_value(name: str, value: Any) -> Any:
+    """An extra body field must serialise to UTF-8 JSON (no lone surrogates, no objects)."""
+    try:
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+        raise InvalidInputError(f"{name} cannot be sent as JSON: {type(exc).__name__}") from None
+    return value
+
+
 def check_text(name: str, value: Any, *, max_len: int | None = None) -> str:
     if not isinstance(value, str):
         raise InvalidInputError(f"{name} must be a string, got {type(value).__name__}")
     if not value.strip():
         raise InvalidInputError(f"{name} must not be empty")
+    check_encodable(name, value)
     if max_len is not None and len(value) > max_len:
         raise InvalidInputError(f"{name} is {len(value)} characters long; the limit is {max_len}")
     return value
@@ -49,7 +73,7 @@ def check_images(images: Any) -> list[str] | None:
     for i, item in enumerate(images):
         if not isinstance(item, str) or not item.strip():
             raise InvalidInputError(f"images[{i}] must be a non-empty URL string")
-        out.append(item)
+        out.append(check_encodable(f"images[{i}]", item))
     return out
 
 
@@ -66,6 +90,8 @@ def check_media_create(
     prompt = check_text("prompt", prompt, max_len=spec.prompt_max_len if spec else None)
     if ar is not None and not isinstance(ar, str):
         raise InvalidInputError(f"ar must be a string such as '16:9', got {type(ar).__name__}")
+    if ar is not None:
+        check_encodable("ar", ar)
     image_list = check_images(images)
     if spec is None:
         return model, prompt, ar, image_list, None

@@ -326,6 +326,20 @@ def _split_destination(
     return destination.parent, destination.stem if suffix else name, suffix or None
 
 
+def remove_partial_downloads(folder: Path) -> int:
+    """Delete temporary files a killed run left mid-download (``.<stem>.<random>.part``).
+
+    They are never a result: a download is renamed into place only when complete (and a
+    journal still says "done, not saved", so a resumed run fetches those files again).
+    """
+    removed = 0
+    for partial in folder.glob(".*.part"):
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+            removed += 1
+    return removed
+
+
 def _flush_and_sync(handle: Any) -> None:
     handle.flush()
     os.fsync(handle.fileno())
@@ -346,5 +360,6 @@ __all__ = [
     "UnsafeLinkError",
     "check_not_expired",
     "extension_for",
+    "remove_partial_downloads",
     "result_url",
 ]

@@ -167,4 +167,7 @@ class MediaTask(BaseModel):
         """
         if not self.is_done or self.created_at is None or self.created_at < _PLAUSIBLE_SINCE:
             return None
-        return self.created_at + MEDIA_LINK_TTL
+        try:
+            return self.created_at + MEDIA_LINK_TTL
+        except OverflowError:  # e.g. "9999-12-31T23:59:59": no usable expiry
+            return None
