@@ -11,7 +11,8 @@ import ipaddress
 import os
 import platform
 import time
-from collections.abc import Mapping
+import zlib
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +27,7 @@ from ._logs import logger, redact, register_secret, unregister_secret
 from ._response import body_failure, decode_json, error_from_response
 from ._retry import (
     RequestKind,
+    RetryDecision,
     RetryPolicy,
     decide_on_exception,
     decide_on_status,
@@ -151,6 +153,7 @@ class AsyncGPTunnel:
             "Authorization": self._api_key,
             "User-Agent": _user_agent(),
             "Accept": "application/json",
+            "Accept-Encoding": "gzip, deflate",  # what _read_capped can inflate, bounded
         }
         #: The schedule every wait and poller of this client shares (and teaches).
         self.poll_policy: PollPolicy = poll_policy or AdaptivePolicy()
@@ -349,32 +352,35 @@ class AsyncGPTunnel:
         if slot is not None:
             extra["extensions"] = {"trace": slot.trace}
         started = time.perf_counter()
+        failure: tuple[GPTunnelError, RetryDecision] | None = None
         async with self._gate():
+            if slot is not None:  # queued behind our own limiter: a 429 may have come since
+                await slot.gate.wait_out_pause()
             try:
-                async with self._http.stream(
-                    method, url, params=params, json=json_body, headers=self._headers, **extra
-                ) as response:
-                    content = await _read_capped(response, MAX_RESPONSE_BYTES)
+                # A create that has left is allowed to finish even if the caller is being
+                # cancelled (bounded by the request timeouts): abandoning it mid-flight would
+                # leave a billed task nobody knows the id of.
+                with anyio.CancelScope(shield=kind is RequestKind.CREATE):
+                    async with self._http.stream(
+                        method, url, params=params, json=json_body, headers=self._headers, **extra
+                    ) as response:
+                        content = await _read_capped(response, MAX_RESPONSE_BYTES)
             except httpx.TransportError as exc:
-                decision = decide_on_exception(kind, exc)
-                cls = (
-                    APITimeoutError
-                    if isinstance(exc, httpx.TimeoutException)
-                    else APIConnectionError
-                )
-                detail = redact(str(exc) or type(exc).__name__, self._api_key)
-                failure = cls(
-                    f"{method} {path} failed: {type(exc).__name__}: {detail}",
-                    method=method,
-                    path=path,
-                    task_id=task_id,
-                    may_have_been_created=decision.may_have_been_created,
-                )
-                logger.debug("%s %s failed: %s", method, path, decision.reason)
-                # Not chained: the httpx exception holds the request, and so the key.
-                if decision.retry:
-                    raise _Retryable(failure, decision.reason, None) from None
-                raise failure from None
+                failure = self._transport_failure(exc, method, path, kind, task_id)
+            except httpx.DecodingError:  # some transports decode eagerly
+                failure = (_encoding_mismatch("declared"), RetryDecision(False, "DecodingError"))
+            except APIResponseValidationError as exc:
+                failure = (exc, RetryDecision(False, "unreadable response"))
+        if failure is not None:
+            # Raised outside the handler, so neither __cause__ nor __context__ holds the httpx
+            # exception: it carries the request, and with it the API key.
+            error, decision = failure
+            if isinstance(error, APIResponseValidationError):  # the server did answer
+                error.method, error.path, error.task_id = method, path, task_id
+                error.may_have_been_created = kind is RequestKind.CREATE
+            if decision.retry:
+                raise _Retryable(error, decision.reason, None)
+            raise error
         elapsed_ms = (time.perf_counter() - started) * 1000
         status = response.status_code
         logger.debug("%s %s → %d in %.0f ms", method, path, status, elapsed_ms)
@@ -408,6 +414,27 @@ class AsyncGPTunnel:
             raise _Retryable(error, decision.reason, parse_retry_after(response.headers))
         raise error
 
+    def _transport_failure(
+        self,
+        exc: httpx.TransportError,
+        method: str,
+        path: str,
+        kind: RequestKind,
+        task_id: str | None,
+    ) -> tuple[GPTunnelError, RetryDecision]:
+        decision = decide_on_exception(kind, exc)
+        cls = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
+        detail = redact(str(exc) or type(exc).__name__, self._api_key)
+        error = cls(
+            f"{method} {path} failed: {type(exc).__name__}: {detail}",
+            method=method,
+            path=path,
+            task_id=task_id,
+            may_have_been_created=decision.may_have_been_created,
+        )
+        logger.debug("%s %s failed: %s", method, path, decision.reason)
+        return error, decision
+
 
 class _Retryable(Exception):
     """Internal: a failed attempt that policy allows to repeat."""
@@ -420,16 +447,63 @@ class _Retryable(Exception):
 
 
 async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    """The body, refusing more than ``limit`` bytes — decompressed bytes included.
+
+    httpx would inflate each network chunk in full before a size check could run (a small gzip
+    bomb becomes hundreds of MB), so the raw bytes are read and inflated here, in bounded
+    pieces, into one buffer: memory stays near ``limit`` whatever the server sends.
+    """
     declared = response.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise APIResponseValidationError(
             f"response body of {declared} bytes exceeds the {limit}-byte limit"
         )
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
+    encoding = response.headers.get("content-encoding", "")
+    try:
+        loaded = response.content  # in-memory responses (mock transports) hold it already
+    except httpx.ResponseNotRead:
+        pass
+    except httpx.DecodingError:
+        raise _encoding_mismatch(encoding) from None
+    else:
+        if len(loaded) > limit:
             raise APIResponseValidationError(f"response body exceeds the {limit}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        return loaded
+    pieces = _inflater(encoding)
+    body = bytearray()
+    async for raw in response.aiter_raw():
+        for piece in pieces(raw):
+            if len(body) + len(piece) > limit:
+                raise APIResponseValidationError(f"response body exceeds the {limit}-byte limit")
+            body += piece
+    return bytes(body)
+
+
+_PIECE = 256 * 1024
+
+
+def _encoding_mismatch(encoding: str) -> APIResponseValidationError:
+    return APIResponseValidationError(
+        f"response body does not match its Content-Encoding {encoding[:40]!r}"
+    )
+
+
+def _inflater(encoding: str) -> Callable[[bytes], Iterator[bytes]]:
+    """A decoder for a Content-Encoding that yields at most ``_PIECE`` bytes at a time."""
+    value = encoding.strip().lower()
+    if value in ("", "identity"):
+        return lambda data: iter((data,))
+    if value not in ("gzip", "x-gzip", "deflate"):
+        raise APIResponseValidationError(f"unsupported Content-Encoding {encoding[:40]!r}")
+    decoder = zlib.decompressobj(16 + zlib.MAX_WBITS if "gzip" in value else zlib.MAX_WBITS)
+
+    def pieces(data: bytes) -> Iterator[bytes]:
+        while data:
+            try:
+                out = decoder.decompress(data, _PIECE)
+            except zlib.error:
+                raise _encoding_mismatch(encoding) from None
+            yield out
+            data = decoder.unconsumed_tail
+
+    return pieces

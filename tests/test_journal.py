@@ -182,3 +182,13 @@ def test_state_names_are_the_documented_ones() -> None:
     assert set(State.__args__) == {  # type: ignore[attr-defined]
         "sending", "created", "rejected", "unknown", "done", "failed", "saved",
     }  # fmt: skip
+
+
+async def test_a_rerun_removes_temporaries_a_killed_run_left_behind(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".0123456789abcdef01234567.x1y2.part").write_bytes(b"half a file")
+    async with emulator() as (_, url):
+        results = await run_batch(url, prompts(2), tmp_path)
+    assert all(r.ok for r in results)
+    assert not list(out.glob("*.part")) and len(files(tmp_path)) == 2

@@ -37,6 +37,7 @@ from .._errors import (
     TaskTimeoutError,
 )
 from .._logs import logger
+from ..download import remove_partial_downloads
 from ..journal import Journal, SQLiteJournal, State, body_digest
 from ..resources.media import build_create_body
 from .results import PollResult
@@ -147,7 +148,6 @@ async def generate_many(
     journal: str | os.PathLike[str] | Journal | None = None,
     download_to: str | os.PathLike[str] | None = None,
     download_concurrency: int | None = None,
-    create_grace: float = 15.0,
 ) -> AsyncIterator[BatchRun]:
     """Run every request; the ``BatchRun`` it yields iterates one ``PollResult`` per request.
 
@@ -155,8 +155,8 @@ async def generate_many(
     results the input is read). ``create_retries`` applies only where re-sending is safe.
     ``journal`` (a path for the SQLite default, or a ``Journal``) makes the run resumable;
     ``download_to`` saves each file as its task finishes (``result.path``). When the run is
-    cancelled, creates already under way get up to ``create_grace`` seconds to finish so their
-    task ids are journaled.
+    cancelled, creates already sent are allowed to finish (the client never abandons one) and
+    their task ids are journaled.
     """
     if max_pending < 1:
         raise InvalidInputError("max_pending must be >= 1")
@@ -169,6 +169,8 @@ async def generate_many(
     folder = Path(download_to) if download_to is not None else None
     if folder is not None:  # a folder by definition: create it so files are named per task
         await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
+        # a killed earlier run may have left half-written temporaries: never results, remove
+        await anyio.to_thread.run_sync(remove_partial_downloads, folder)
     poller = Poller(
         client,
         max_concurrency=max_concurrency,
@@ -184,9 +186,7 @@ async def generate_many(
         async with poller, anyio.create_task_group() as tg:
             run = BatchRun(poller, receive)
             keys: dict[int, str] = {}
-            feeder = _Feeder(
-                client, poller, run.progress, store, keys, max_pending, create_retries, create_grace
-            )
+            feeder = _Feeder(client, poller, run.progress, store, keys, max_pending, create_retries)
             drain = _Drain(
                 client, poller, run.progress, store, keys, folder,
                 download_concurrency or max_concurrency,
@@ -213,10 +213,8 @@ class _Feeder:
         keys: dict[int, str],
         max_pending: int,
         create_retries: int,
-        create_grace: float,
     ) -> None:
         self._client = client
-        self._create_grace = create_grace
         self._poller = poller
         self._progress = progress
         self._journal = journal
@@ -272,12 +270,7 @@ class _Feeder:
             if await self._resume(key, request, raw, index):
                 return
             await self._journal.sending(key, index, body)
-        # A create under way is allowed to finish (within ``create_grace``) even if the run is
-        # being cancelled: its task id then reaches the journal and a resumed run polls it,
-        # instead of reporting an unknown outcome. Only a hard kill leaves one "sending".
-        with anyio.CancelScope(shield=True) as shield:
-            shield.deadline = anyio.current_time() + self._create_grace
-            task = await self._create(body, key, request, raw, index)
+        task = await self._create(body, key, request, raw, index)
         if task is None:
             return
         self._add(task, request.tag, raw, index)
@@ -301,7 +294,11 @@ class _Feeder:
             return None
         self._progress.created += 1
         if self._journal is not None and key is not None:
-            await self._journal.update(key, "created", task_id=task.id, kind=task.poll_kind)
+            # The client let this create finish even if the run is being cancelled (a create
+            # that has left is never abandoned); record its task id before the cancellation
+            # lands, so a resumed run polls it instead of reporting an unknown outcome.
+            with anyio.CancelScope(shield=True):
+                await self._journal.update(key, "created", task_id=task.id, kind=task.poll_kind)
         return task
 
     async def _resume(self, key: str, request: MediaRequest, raw: Any, index: int) -> bool:
@@ -428,7 +425,9 @@ class _Drain:
                 await self._deliver(send, replace(result, ok=False, error=exc))
                 return
             if self._journal is not None and key is not None:
-                await self._journal.update(key, "saved", path=str(path))
+                # The file is on disk: record it even if the run is being cancelled right now.
+                with anyio.CancelScope(shield=True):
+                    await self._journal.update(key, "saved", path=str(path))
             self._progress.saved += 1
             await self._deliver(send, replace(result, path=path))
         finally:

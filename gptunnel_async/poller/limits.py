@@ -103,6 +103,7 @@ class RequestGate:
         # Recent worst delay between passing the gate and the request leaving (decaying max):
         # a busy client can hold requests back after the gate and then send them bunched.
         self._send_lag = 0.0
+        self._episode_rate = 0.0  # the rate flowing when the current run of 429s began
 
     @property
     def in_flight(self) -> int:
@@ -126,6 +127,12 @@ class RequestGate:
             finally:
                 _CURRENT_SLOT.reset(token)
                 self._in_flight -= 1
+
+    async def wait_out_pause(self) -> None:
+        """Sleep until any 429 pause is over (for a request that passed the gate before it)."""
+        # a loop, not an Event: a new 429 may extend the pause while we sleep
+        while (wait := self._paused_until - anyio.current_time()) > 0:  # noqa: ASYNC110
+            await anyio.sleep(wait)
 
     def note_send_lag(self, lag: float) -> None:
         """How long a request took from passing the gate to leaving; widens the rate window."""
@@ -190,6 +197,10 @@ class RequestGate:
             self.stats.paused_seconds += until - max(self._paused_until, now)
             self._paused_until = until
         current = self._current_dynamic_rate(now)
-        base = current if current is not None else self._recent_rate(now)
+        if current is None:  # the first 429 of an episode: halve what was flowing
+            self._episode_rate = self._recent_rate(now)
+            base = self._episode_rate
+        else:  # another one while recovering: halve again, but not below a quarter of it
+            base = max(current, self._episode_rate / 2)
         self._dyn_rate = max(base / 2, self.min_recovery_rate)
         self._dyn_since = until

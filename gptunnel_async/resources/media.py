@@ -19,7 +19,7 @@ from .._errors import InvalidInputError
 from .._images import ImageInput, image_to_url
 from .._response import parse_model
 from .._retry import RequestKind
-from .._validation import check_media_create, check_task_id, check_text
+from .._validation import check_json_value, check_media_create, check_task_id, check_text
 from ..catalog import MODELS, SUNO_VERSIONS
 from ..types.account import GeneratedImage
 from ..types.media import MediaTask
@@ -67,7 +67,7 @@ def build_create_body(
         if key in body:
             raise InvalidInputError(f"{key!r} given twice")
         if value is not None:
-            body[key] = value
+            body[key] = check_json_value(key, value)
     return body
 
 
