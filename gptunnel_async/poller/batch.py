@@ -185,12 +185,9 @@ async def generate_many(
     try:
         async with poller, anyio.create_task_group() as tg:
             run = BatchRun(poller, receive)
-            keys: dict[int, str] = {}
-            feeder = _Feeder(client, poller, run.progress, store, keys, max_pending, create_retries)
-            drain = _Drain(
-                client, poller, run.progress, store, keys, folder,
-                download_concurrency or max_concurrency,
-            )  # fmt: skip
+            shared = _Shared(client, poller, run.progress, store, {})
+            feeder = _Feeder(shared, max_pending, create_retries)
+            drain = _Drain(shared, folder, download_concurrency or max_concurrency)
             tg.start_soon(feeder.run, requests, max_concurrency)
             tg.start_soon(drain.run, send)
             yield run
@@ -201,24 +198,31 @@ async def generate_many(
             await store.aclose()
 
 
-class _Feeder:
+@dataclass(frozen=True)
+class _Shared:
+    """What every stage of one run works with."""
+
+    client: AsyncGPTunnel
+    poller: Poller
+    progress: BatchProgress
+    journal: Journal | None
+    keys: dict[int, str]  # input index -> journal key, while the request is in flight
+
+
+class _Stage:
+    def __init__(self, shared: _Shared) -> None:
+        self._client = shared.client
+        self._poller = shared.poller
+        self._progress = shared.progress
+        self._journal = shared.journal
+        self._keys = shared.keys
+
+
+class _Feeder(_Stage):
     """Reads requests, creates (or resumes) their tasks, hands them to the poller."""
 
-    def __init__(
-        self,
-        client: AsyncGPTunnel,
-        poller: Poller,
-        progress: BatchProgress,
-        journal: Journal | None,
-        keys: dict[int, str],
-        max_pending: int,
-        create_retries: int,
-    ) -> None:
-        self._client = client
-        self._poller = poller
-        self._progress = progress
-        self._journal = journal
-        self._keys = keys
+    def __init__(self, shared: _Shared, max_pending: int, create_retries: int) -> None:
+        super().__init__(shared)
         self._max_pending = max_pending
         self._create_retries = create_retries
         self._creating = 0
@@ -363,24 +367,11 @@ class _Feeder:
         self._poller._inject(replace(result, request=raw, index=index))
 
 
-class _Drain:
+class _Drain(_Stage):
     """Records each outcome, saves files as tasks finish, passes results on to the caller."""
 
-    def __init__(
-        self,
-        client: AsyncGPTunnel,
-        poller: Poller,
-        progress: BatchProgress,
-        journal: Journal | None,
-        keys: dict[int, str],
-        folder: Path | None,
-        downloads: int,
-    ) -> None:
-        self._client = client
-        self._poller = poller
-        self._progress = progress
-        self._journal = journal
-        self._keys = keys
+    def __init__(self, shared: _Shared, folder: Path | None, downloads: int) -> None:
+        super().__init__(shared)
         self._folder = folder
         # A semaphore, not a CapacityLimiter: a slot is taken here and given back by the
         # download task that uses it.

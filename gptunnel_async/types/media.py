@@ -7,14 +7,12 @@ tracks) parses beside the ``url`` of other models.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from typing import Any, ClassVar, Optional, Union
+from typing import Any, ClassVar, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ._status import TaskState, classify_status
+from ._task import TaskBase
 
 #: How long a media result link lives after the task finished [doc].
 MEDIA_LINK_TTL = timedelta(hours=48)
@@ -62,93 +60,31 @@ class SunoTrack(BaseModel):
     title: Optional[str] = None
 
 
-class MediaTask(BaseModel):
+class MediaTask(TaskBase):
     """A media generation task, as create and result return it."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
     #: Which endpoint the poller polls this task at.
     poll_kind: ClassVar[str] = "media"
 
-    id: str
     code: int = 0
     model: Optional[str] = None
     prompt: Optional[str] = None
     created_at: Optional[datetime] = None
-    status: str = "idle"
     url: Optional[str] = None
     message: Optional[str] = None
-    error: Optional[Any] = None
     input: Optional[dict[str, Any]] = None
     result: Optional[list[SunoTrack]] = Field(default=None)
-
-    # When this process sent the create (event-loop clock), so waits know the task's age.
-    _created_mono: Optional[float] = PrivateAttr(default=None)
-    # The client that fetched this task, so ``download()`` needs no client argument.
-    _client: Any = PrivateAttr(default=None)
-
-    def bind(self, client: Any) -> MediaTask:
-        self._client = client
-        return self
-
-    async def download(self, destination: Union[str, os.PathLike[str]], **kwargs: Any) -> Path:
-        """Save the result file (see ``AsyncGPTunnel.download``); returns its path."""
-        if self._client is None:
-            raise RuntimeError("this task is not bound to a client: use client.download(task, ...)")
-        path: Path = await self._client.download(self, destination, **kwargs)
-        return path
-
-    def mark_created(self, loop_time: float) -> None:
-        self._created_mono = loop_time
-
-    @property
-    def created_mono(self) -> Optional[float]:
-        """Event-loop time at which this process sent the create; ``None`` if not known."""
-        return self._created_mono
 
     @field_validator("created_at", mode="before")
     @classmethod
     def _created_at(cls, value: Any) -> Optional[datetime]:
         return to_aware_datetime(value)
 
-    @field_validator("status", mode="before")
-    @classmethod
-    def _status(cls, value: Any) -> str:
-        return "idle" if value is None else str(value)
-
     @field_validator("result", mode="before")
     @classmethod
     def _result(cls, value: Any) -> Any:
         # Only Suno documents a list here; anything else is kept in extras, not a crash.
         return value if isinstance(value, list) else None
-
-    @property
-    def state(self) -> TaskState:
-        """``running``, ``done`` or ``failed``; an unknown status counts as running."""
-        return classify_status(self.status)
-
-    @property
-    def is_done(self) -> bool:
-        return self.state is TaskState.DONE
-
-    @property
-    def is_failed(self) -> bool:
-        return self.state is TaskState.FAILED
-
-    @property
-    def is_finished(self) -> bool:
-        return self.state is not TaskState.RUNNING
-
-    @property
-    def failure_reason(self) -> str:
-        """The server's reason for a failed task, as far as it gave one."""
-        for candidate in (self.error, self.message):
-            if isinstance(candidate, str) and candidate:
-                return candidate
-            if isinstance(candidate, dict):
-                msg = candidate.get("message")
-                if isinstance(msg, str) and msg:
-                    return msg
-        return f"status {self.status!r}"
 
     @property
     def urls(self) -> list[str]:

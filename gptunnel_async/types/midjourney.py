@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ._status import TaskState, classify_status
+from ._task import TaskBase
 
 #: Task types that produce a 2x2 grid (their images are numbered 1..4).
 GRID_TYPES = frozenset({"imagine", "variation", "reroll", "inpaint", "outpaint", "pan"})
@@ -47,37 +47,18 @@ class Usage(BaseModel):
     total_cost: Optional[float] = None
 
 
-class TaskObject(BaseModel):
+class TaskObject(TaskBase):
     """The documented ``object: "task"`` shape shared by Midjourney, FaceSwap and BGRemover."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
     poll_kind: ClassVar[str] = "task"
 
-    id: str
     parent_id: Optional[str] = Field(default=None, alias="parentId")
     object: Optional[str] = None
     type: Optional[str] = None
     actions: list[str] = Field(default_factory=list)
     percent: float = 0.0
-    status: str = "idle"
     result: Optional[str] = None
-    error: Optional[Any] = None
     usage: Optional[Usage] = None
-
-    _created_mono: Optional[float] = PrivateAttr(default=None)
-
-    def mark_created(self, loop_time: float) -> None:
-        self._created_mono = loop_time
-
-    @property
-    def created_mono(self) -> Optional[float]:
-        """Event-loop time at which this process sent the create; ``None`` if not known."""
-        return self._created_mono
-
-    @field_validator("status", mode="before")
-    @classmethod
-    def _status(cls, value: Any) -> str:
-        return "idle" if value is None else str(value)
 
     @field_validator("actions", mode="before")
     @classmethod
@@ -115,34 +96,6 @@ class TaskObject(BaseModel):
     def model(self) -> Optional[str]:
         """A key the adaptive schedule learns durations under (one per task type)."""
         return f"{self.poll_kind}/{self.type}" if self.type else self.poll_kind
-
-    @property
-    def state(self) -> TaskState:
-        """``running``, ``done`` or ``failed``; an unknown status counts as running."""
-        return classify_status(self.status)
-
-    @property
-    def is_done(self) -> bool:
-        return self.state is TaskState.DONE
-
-    @property
-    def is_failed(self) -> bool:
-        return self.state is TaskState.FAILED
-
-    @property
-    def is_finished(self) -> bool:
-        return self.state is not TaskState.RUNNING
-
-    @property
-    def failure_reason(self) -> str:
-        """The server's reason for a failed task, as far as it gave one."""
-        error = self.error
-        if isinstance(error, str) and error:
-            return error
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-        message = getattr(self, "message", None)
-        return message if isinstance(message, str) and message else f"status {self.status!r}"
 
     @property
     def url(self) -> Optional[str]:
