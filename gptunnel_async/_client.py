@@ -302,7 +302,9 @@ class AsyncGPTunnel:
         """Send one API request (retrying what is safe) and return its decoded JSON body.
 
         ``kind=RequestKind.CREATE`` marks a billed, non-idempotent request: it is re-sent only
-        when it certainly did not reach the server. ``max_retries`` overrides the policy (the
+        when it certainly did not reach the server, and once sent it is finished even if the
+        caller is cancelled meanwhile — so a cancellation coming out of a create means it was
+        never sent. ``max_retries`` overrides the policy (the
         poller passes 0 and schedules its own retries). A ``gate`` (a poller's shared limits)
         is held for each attempt, not while waiting, and learns of every 429 so that all
         requests behind it pause. ``timeout`` replaces the client's timeout for this request.

@@ -287,6 +287,13 @@ class _Feeder(_Stage):
             task = await self._client.media.create_from_body(
                 body, gate=self._poller.gate, max_retries=self._create_retries
             )
+        except anyio.get_cancelled_exc_class():
+            # A create that has left is shielded and returns normally, so a cancellation out of
+            # it means this one never left (it was waiting on a limit or a retry backoff).
+            if self._journal is not None and key is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._journal.update(key, "rejected", error="cancelled before sending")
+            raise
         except GPTunnelError as exc:
             unknown = bool(getattr(exc, "may_have_been_created", False))
             if unknown:
