@@ -125,6 +125,7 @@ async def test_polls_that_keep_failing_yield_the_error() -> None:
     assert sorted(r.id for r in results) == sorted(ids)
     assert all(isinstance(r.error, InternalServerError) and not r.ok for r in results)
     assert emu.counters.responses_by_status[503] == 9  # 3 polls each, then given up
+    assert all(emu.counters.requests_by_task[i] == 3 for i in ids)
     assert poller.stats.failed_polls == 9
 
 

@@ -108,6 +108,8 @@ class Emulator:
 
     async def _apply(self, decision: Decision, request: Request, *, api: bool) -> Response | Drop:
         if decision.kind in ("drop", "status"):
+            if api:  # a poll answered by a fault is still a request for that task
+                self._count_poll(request)
             if decision.delay:
                 await anyio.sleep(decision.delay)
             if decision.kind == "drop":
@@ -124,6 +126,23 @@ class Emulator:
         retry_after = _retry_after(response) if response.status == 429 else None
         self.counters.on_response(response.status, time.monotonic(), retry_after)
         return response
+
+    def _count_poll(self, request: Request) -> None:
+        """Count a result poll that a fault answered, as the handler would have."""
+        if not request.path.endswith("/result"):
+            return
+        task_id: object = next(
+            (request.query[k] for k in ("task_id", "taskId", "id") if k in request.query), None
+        )
+        if task_id is None and request.body:
+            try:
+                body = json.loads(request.body)
+            except ValueError:
+                body = None
+            if isinstance(body, dict):
+                task_id = next((body[k] for k in ("task_id", "taskId", "id") if k in body), None)
+        if isinstance(task_id, str) and self.store.get(task_id) is not None:
+            self.counters.requests_by_task[task_id] += 1
 
     def _authorised(self, header: str | None) -> bool:
         key = (header or "").strip()
