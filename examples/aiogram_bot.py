@@ -35,14 +35,13 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import BufferedInputFile, Message
 
 from gptunnel_async import (
-    AdaptivePolicy,
     AsyncGPTunnel,
     GPTunnelError,
     InsufficientBalanceError,
     InvalidInputError,
     TaskFailedError,
 )
-from gptunnel_async.testing import Emulator, EmulatorConfig, serve
+from gptunnel_async.testing import offline_client
 
 MODEL = "google-imagen-3"
 ASPECT_RATIO = re.compile(r"\d{1,2}:\d{1,2}")
@@ -102,15 +101,7 @@ async def open_client(offline: bool, time_scale: float) -> AsyncIterator[AsyncGP
         async with AsyncGPTunnel() as client:
             yield client
         return
-    emulator = Emulator(EmulatorConfig(time_scale=time_scale))
-    async with (
-        serve(emulator) as server,
-        AsyncGPTunnel(
-            "offline-demo-key",
-            base_url=server.url,
-            poll_policy=AdaptivePolicy(clock_scale=time_scale),
-        ) as client,
-    ):
+    async with offline_client(time_scale=time_scale) as client:
         yield client
 
 

@@ -45,7 +45,6 @@ from starlette.types import Receive, Scope, Send
 
 from gptunnel_async import (
     MODELS,
-    AdaptivePolicy,
     AsyncGPTunnel,
     GPTunnelError,
     InsufficientBalanceError,
@@ -55,7 +54,7 @@ from gptunnel_async import (
     TaskFailedError,
     TaskTimeoutError,
 )
-from gptunnel_async.testing import Emulator, EmulatorConfig, serve
+from gptunnel_async.testing import Emulator, EmulatorConfig, offline_client
 
 DEFAULT_MODEL = "google-imagen-3"
 #: A comment line every so often keeps proxies from closing a quiet stream (videos take minutes).
@@ -98,21 +97,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            api_key, base_url = settings.api_key, settings.base_url
-            if settings.offline:
-                emulator = Emulator(EmulatorConfig(time_scale=settings.time_scale))
-                server = await stack.enter_async_context(serve(emulator))
-                app.state.emulator = emulator
-                api_key, base_url = "offline-demo-key", server.url
             # One client for the whole app: its pool, its limits and its learned schedule are
             # shared by every request. It is closed when the app shuts down.
-            app.state.gptunnel = await stack.enter_async_context(
-                AsyncGPTunnel(
-                    api_key,
-                    base_url=base_url,
-                    poll_policy=AdaptivePolicy(clock_scale=settings.time_scale),
-                )
-            )
+            if settings.offline:
+                emulator = Emulator(EmulatorConfig(time_scale=settings.time_scale))
+                app.state.emulator = emulator
+                client = offline_client(emulator)
+            else:
+                client = AsyncGPTunnel(settings.api_key, base_url=settings.base_url)
+            app.state.gptunnel = await stack.enter_async_context(client)
             # Tasks this process created, so a wait knows their age and polls on schedule.
             # (A real service would keep ids in its database; a bare id works too, see below.)
             app.state.tasks = {}

@@ -20,8 +20,8 @@ from contextlib import asynccontextmanager
 
 import anyio
 
-from gptunnel_async import AdaptivePolicy, AsyncGPTunnel, MidjourneyTask
-from gptunnel_async.testing import Emulator, EmulatorConfig, serve
+from gptunnel_async import AsyncGPTunnel, MidjourneyTask
+from gptunnel_async.testing import offline_client
 
 
 @asynccontextmanager
@@ -31,15 +31,7 @@ async def open_client(offline: bool, time_scale: float) -> AsyncIterator[AsyncGP
         async with AsyncGPTunnel() as client:
             yield client
         return
-    emulator = Emulator(EmulatorConfig(time_scale=time_scale))
-    async with (
-        serve(emulator) as server,
-        AsyncGPTunnel(
-            "offline-demo-key",
-            base_url=server.url,
-            poll_policy=AdaptivePolicy(clock_scale=time_scale),
-        ) as client,
-    ):
+    async with offline_client(time_scale=time_scale) as client:
         yield client
 
 

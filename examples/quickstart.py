@@ -15,39 +15,14 @@ import sys
 from pathlib import Path
 
 import anyio
-import httpx
 
-from gptunnel_async import AdaptivePolicy, AsyncGPTunnel
-from gptunnel_async.testing import Emulator, EmulatorConfig, serve
+from gptunnel_async.testing import offline_client
 
 SPEED = 20.0  # the emulator runs 20× faster than the real service; the schedule follows
 
 
-async def save(http: httpx.AsyncClient, url: str, target: Path) -> Path:
-    """Stream a result to a temporary file and rename it into place (never half-written)."""
-    async with http.stream("GET", url) as response:
-        response.raise_for_status()
-        suffix = Path(httpx.URL(url).path).suffix or ".bin"
-        final = target.with_suffix(suffix)
-        partial = final.with_suffix(suffix + ".part")
-        with partial.open("wb") as out:
-            async for chunk in response.aiter_bytes():
-                out.write(chunk)
-    partial.replace(final)
-    return final
-
-
 async def main(prompts: list[str], out_dir: Path) -> None:
-    emulator = Emulator(EmulatorConfig(time_scale=SPEED))
-    async with (
-        serve(emulator) as server,
-        AsyncGPTunnel(
-            "offline-demo-key",
-            base_url=server.url,
-            poll_policy=AdaptivePolicy(clock_scale=SPEED),
-        ) as client,
-        httpx.AsyncClient() as http,  # files come from the storage host: no API key there
-    ):
+    async with offline_client(time_scale=SPEED) as client:
         requests = [
             {"model": "google-imagen-3", "prompt": p, "ar": "16:9", "tag": i}
             for i, p in enumerate(prompts)
@@ -57,7 +32,8 @@ async def main(prompts: list[str], out_dir: Path) -> None:
                 if not result.ok:
                     print(f"#{result.index} failed: {result.error}")
                     continue
-                path = await save(http, result.url or "", out_dir / f"{result.index:04d}")
+                # streamed to a temporary file, renamed into place whole; no key sent there
+                path = await client.download(result.task, out_dir / f"{result.index:04d}")
                 print(f"#{result.index} {result.id} → {path} ({path.stat().st_size} bytes)")
 
 

@@ -8,35 +8,14 @@ would poll as if every task took real minutes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 
 import anyio
 
-from .. import AdaptivePolicy, AsyncGPTunnel
 from ..testing import Emulator, EmulatorConfig, serve
 
+
 #: Offline tasks run this many times faster than on the real service.
-OFFLINE_TIME_SCALE = 20.0
-#: Any key works against the emulator; this one is never sent anywhere else.
-OFFLINE_API_KEY = "offline-emulator-key"
-
-
-@asynccontextmanager
-async def offline_client(time_scale: float = OFFLINE_TIME_SCALE) -> AsyncIterator[AsyncGPTunnel]:
-    """A client wired to a fresh emulator served on 127.0.0.1 for the block's duration."""
-    emulator = Emulator(EmulatorConfig(time_scale=time_scale))
-    async with (
-        serve(emulator) as server,
-        AsyncGPTunnel(
-            OFFLINE_API_KEY,
-            base_url=server.url,
-            poll_policy=AdaptivePolicy(clock_scale=time_scale),
-        ) as client,
-    ):
-        yield client
-
-
 async def serve_until_cancelled(
     *,
     host: str,

@@ -20,7 +20,8 @@ import click
 from .. import AdaptivePolicy, AsyncGPTunnel, ConfigurationError, GPTunnelError, InvalidInputError
 from .._client import API_KEY_ENV, BASE_URL_ENV
 from .._errors import APIConnectionError, APIStatusError, TaskFailedError, TaskTimeoutError
-from ._offline import OFFLINE_TIME_SCALE, offline_client
+from ..testing import offline_client
+from ..testing._offline import OFFLINE_TIME_SCALE
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -85,7 +86,7 @@ class Settings:
 async def open_client(settings: Settings) -> AsyncIterator[AsyncGPTunnel]:
     """The client a command talks through: the emulator with ``--offline``, else the API."""
     if settings.offline:
-        async with offline_client(settings.clock_scale or OFFLINE_TIME_SCALE) as client:
+        async with offline_client(time_scale=settings.clock_scale or OFFLINE_TIME_SCALE) as client:
             yield client
         return
     key = settings.require_key()

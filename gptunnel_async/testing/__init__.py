@@ -23,11 +23,13 @@ from ._config import DurationDist, EmulatorConfig
 from ._counters import Counters
 from ._faults import Faults, Outcome
 from ._http import Drop, Request, Response
+from ._offline import OFFLINE_API_KEY, offline_client
 from ._server import EmulatorServer, run_in_thread, serve
 from ._state import Task
 from ._transport import EmulatorTransport
 
 __all__ = [
+    "OFFLINE_API_KEY",
     "Counters",
     "Drop",
     "DurationDist",
@@ -40,6 +42,7 @@ __all__ = [
     "Request",
     "Response",
     "Task",
+    "offline_client",
     "run_in_thread",
     "serve",
 ]
