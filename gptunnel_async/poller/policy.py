@@ -223,7 +223,7 @@ class _Schedule:
         def times_for(scale: float) -> list[float]:
             t, out = first, [first]
             while t < end and len(out) < _MAX_POLLS_PER_SCHEDULE:
-                g = scale * inv_sqrt_h[_bin_of(t)] if t < end else max_gap
+                g = scale * inv_sqrt_h[_bin_of(t)]  # 0 where the hazard is unknown
                 t += min(max(g if g > 0 else max_gap, min_gap), max_gap)
                 out.append(t)
             return out
