@@ -53,6 +53,7 @@ class DurationModel:
     """
 
     __slots__ = (
+        "_density",
         "_dirty",
         "_events",
         "_exposure",
@@ -76,10 +77,7 @@ class DurationModel:
         smoothing: float = 2.0,
         rebuild_every: int = 16,
     ) -> None:
-        self._prior = [0.0] * _N_BINS
-        lo, hi = _bin_of(prior.low), _bin_of(prior.high)
-        for i in range(lo, hi + 1):
-            self._prior[i] = 1.0 / (hi - lo + 1)
+        self._prior = _log_uniform(prior.low, prior.high)
         survival, self._prior_survival = 1.0, []
         for p in self._prior:
             self._prior_survival.append(survival)
@@ -93,6 +91,7 @@ class DurationModel:
         self.observed = 0
         self.rebuild_every = rebuild_every
         self._schedule: _Schedule | None = None
+        self._density: list[float] | None = None  # the estimate the schedule was built from
         self._dirty = 0
 
     def _expose(self, since: float, until: float) -> None:
@@ -106,19 +105,55 @@ class DurationModel:
         if math.isfinite(elapsed) and elapsed > since:
             self._expose(max(since, 0.0), elapsed)
 
-    def observe(self, seconds: float, *, since: float = 0.0) -> None:
-        """A task finished after ``seconds`` (estimated); it was last seen running at ``since``."""
-        if not math.isfinite(seconds) or seconds <= 0:
+    def finished(self, lower: float, upper: float) -> None:
+        """A task last seen running at ``lower`` s was seen done at ``upper`` s.
+
+        When in ``(lower, upper]`` it finished is unknown, so its one event is shared among the
+        bins of that bracket in proportion to the current estimate (the self-consistency step
+        of Turnbull's estimator), and so is its exposure to each bin. Putting it at the bracket's
+        middle instead would pile events at the middles of the poll gaps, and a task seen done
+        at its *first* poll — bracket ``(0, first]`` — would land far below anything possible.
+        """
+        if not (math.isfinite(upper) and upper > 0):
             return
+        lower = min(max(lower, 0.0), upper)
         self._inc /= self.decay
         if self._inc > 1e12:  # rescale now and then; the ratios are what matter
             self._events = [c / self._inc for c in self._events]
             self._exposure = [c / self._inc for c in self._exposure]
             self._inc = 1.0
-        self._expose(max(min(since, seconds), 0.0), seconds)
-        self._events[_bin_of(seconds)] += self._inc
+        shares = self._shares(lower, upper)
+        if shares is None:  # the estimate gives the bracket no chance: trust the bracket alone
+            estimate = upper * 0.7 if lower <= 0 else (lower + upper) / 2
+            self._expose(lower, estimate)
+            self._events[_bin_of(estimate)] += self._inc
+        else:
+            first, weights = shares
+            reached = 1.0  # P(T reached this bin's start | the bracket)
+            for k, weight in enumerate(weights):
+                i = first + k
+                if _EDGES[i] > lower:
+                    self._exposure[i] += self._inc * reached
+                self._events[i] += self._inc * weight
+                reached -= weight
         self.observed += 1
         self._dirty += 1
+
+    def _shares(self, lower: float, upper: float) -> tuple[int, list[float]] | None:
+        """The current estimate's split of ``(lower, upper]`` over bins: (first bin, weights)."""
+        density = self._density if self._density is not None else self._prior
+        first, last = _bin_of(lower), _bin_of(upper)
+        if first == last:
+            return (first, [1.0]) if density[first] > 0 else None
+        weights = []
+        for i in range(first, last + 1):
+            lo, hi = _EDGES[i], _EDGES[i + 1]
+            overlap = (min(upper, hi) - max(lower, lo)) / (hi - lo)
+            weights.append(density[i] * max(overlap, 0.0))
+        total = sum(weights)
+        if total <= 0:
+            return None
+        return first, [w / total for w in weights]
 
     def counts(self, *, smoothed: bool = True) -> tuple[list[float], float]:
         """The duration density per bin (summing to ≤ 1) implied by the learned hazard.
@@ -132,7 +167,9 @@ class DurationModel:
         w = self.prior_weight * self.prior_weight / (self.prior_weight + n)
         events, exposure = self._events, self._exposure
         if smoothed and self.smoothing > 0:
-            events, exposure = _smooth(events, self.smoothing), _smooth(exposure, self.smoothing)
+            support = _support(events)
+            events = _smooth(events, self.smoothing, support)
+            exposure = _smooth(exposure, self.smoothing, support)
         density: list[float] = []
         survival = 1.0
         for e, x, p, ps in zip(events, exposure, self._prior, self._prior_survival, strict=True):
@@ -157,9 +194,10 @@ class DurationModel:
             or sched.key != (target_delay, min_gap, max_gap)
             or self._dirty >= min(self.rebuild_every, max(self.observed, 1))
         ):
-            counts, total = self.counts()
-            first = max(self.quantile(first_quantile), min_gap)
-            sched = _Schedule.build(counts, total, target_delay, first, min_gap, max_gap)
+            counts, _ = self.counts()
+            self._density = counts
+            start = self.quantile(first_quantile)
+            sched = _Schedule.build(counts, target_delay, start, min_gap, max_gap)
             self._schedule = sched
             self._dirty = 0
         return sched
@@ -167,27 +205,32 @@ class DurationModel:
 
 _EDGES = tuple(_bin_edge(i) for i in range(_N_BINS + 1))
 _MAX_POLLS_PER_SCHEDULE = 2000
+_LEADS = (0.0, 0.5, 1.0)  # first poll this many gaps after the earliest plausible finish
 
 
 @dataclass(frozen=True)
 class _Schedule:
     """Poll times (seconds after creation) for one distribution and delay target.
 
-    Gaps follow ``c/√h(t)`` clamped to ``[min_gap, max_gap]``; ``c`` is found by bisection so
-    that the *exact* expected delay of the resulting poll times (from the histogram's CDF and
-    first moment, density uniform within a bin) equals ``target_delay``.
+    Gaps follow ``c/√h(t)`` clamped to ``[min_gap, max_gap]``, counted from ``start``, the
+    earliest plausible finish. That a task is still running at ``start`` is known without
+    asking, so the first real poll comes one *lead* later: ``lead`` × the gap there, chosen
+    among a few candidates for the fewest expected polls (a poll right at ``start`` would find
+    almost nothing done — about one wasted request per task). For each lead, ``c`` is set by
+    bisection so that the *exact* expected delay of the resulting poll times (from the
+    histogram's CDF and first moment, density uniform within a bin) equals ``target_delay``.
     """
 
     key: tuple[float, float, float]  # (target_delay, min_gap, max_gap)
     times: tuple[float, ...]
     expected_delay: float
+    expected_polls: float
 
     @staticmethod
     def build(
         counts: list[float],
-        total: float,
         target_delay: float,
-        first: float,
+        start: float,
         min_gap: float,
         max_gap: float,
     ) -> _Schedule:
@@ -220,61 +263,114 @@ class _Schedule:
             frac = (t - lo) / (hi - lo)
             return cdf[i] + p * frac, moment[i] + p * (t * t - lo * lo) / (2 * (hi - lo))
 
-        def times_for(scale: float) -> list[float]:
-            t, out = first, [first]
+        def gap(t: float, scale: float) -> float:
+            g = scale * inv_sqrt_h[_bin_of(t)]  # 0 where the hazard is unknown
+            return min(max(g if g > 0 else max_gap, min_gap), max_gap)
+
+        def times_for(scale: float, lead: float) -> list[float]:
+            t = max(start + lead * gap(start, scale), min_gap)
+            out = [t]
             while t < end and len(out) < _MAX_POLLS_PER_SCHEDULE:
-                g = scale * inv_sqrt_h[_bin_of(t)]  # 0 where the hazard is unknown
-                t += min(max(g if g > 0 else max_gap, min_gap), max_gap)
+                t += gap(t, scale)
                 out.append(t)
             return out
 
-        def mean_delay(times: list[float]) -> float:
+        def expected(times: list[float]) -> tuple[float, float]:
+            """(mean polls, mean delay) of a task polled at ``times``."""
             prev_f, prev_m = 0.0, 0.0
-            delay = 0.0
+            polls = delay = 0.0
             for t in times:
+                polls += 1.0 - prev_f  # poll i happens iff the task outlived poll i-1
                 f, m = partial(t)
                 delay += t * (f - prev_f) - (m - prev_m)
                 prev_f, prev_m = f, m
-            return delay
+            return polls, delay
 
-        lo_c, hi_c = 1e-9, 1e9
-        best = times_for(lo_c)
-        if mean_delay(times_for(hi_c)) <= target_delay:
-            best = times_for(hi_c)
-        else:
-            for _ in range(60):
+        def calibrated(lead: float) -> tuple[list[float], float, float]:
+            """The widest spacing whose expected delay is within ``target_delay``."""
+            lo_c = hi_c = 1.0
+            while expected(times_for(lo_c, lead))[1] > target_delay and lo_c > 1e-9:
+                lo_c /= 4
+            while expected(times_for(hi_c, lead))[1] <= target_delay and hi_c < 1e9:
+                lo_c, hi_c = hi_c, hi_c * 4
+            for _ in range(24):  # the bracket is a factor 4 wide: ~1e-7 relative
                 mid = math.sqrt(lo_c * hi_c)
-                candidate = times_for(mid)
-                if mean_delay(candidate) <= target_delay:
-                    lo_c, best = mid, candidate
+                if expected(times_for(mid, lead))[1] <= target_delay:
+                    lo_c = mid
                 else:
                     hi_c = mid
+            times = times_for(lo_c, lead)
+            return (times, *expected(times))
+
+        best = min((calibrated(lead) for lead in _LEADS), key=lambda c: c[1])
         key = (target_delay, min_gap, max_gap)
-        return _Schedule(key, tuple(best), mean_delay(best))
+        return _Schedule(key, tuple(best[0]), expected_delay=best[2], expected_polls=best[1])
 
     @property
     def first_poll(self) -> float:
         return self.times[0]
 
+    @property
+    def first_gap(self) -> float:
+        """The gap after the first poll (the scale for jittering the first poll)."""
+        return self.times[1] - self.times[0] if len(self.times) > 1 else self.times[0]
+
     def next_time(self, elapsed: float) -> float | None:
-        """The first scheduled poll after ``elapsed``; ``None`` past the end of the table."""
-        i = bisect.bisect_right(self.times, elapsed)
-        return self.times[i] if i < len(self.times) else None
+        """When to poll a task last polled at ``elapsed``; ``None`` past the end of the table.
+
+        The next table time, unless it is less than half its gap away: then the one after.
+        A task whose poll was jittered a little early, or that was polled on an older table
+        (it is rebuilt as the model learns), is out of phase with this one; snapping straight to
+        the next time would poll it again almost at once (about half a poll wasted each time),
+        while skipping a near one keeps its gaps one table gap long on average.
+        """
+        times = self.times
+        i = bisect.bisect_right(times, elapsed)
+        if i < len(times):
+            gap = times[i] - times[i - 1] if i > 0 else self.first_gap
+            if times[i] - elapsed < gap / 2:
+                i += 1
+        return times[i] if i < len(times) else None
 
 
-def _smooth(counts: list[float], sigma: float) -> list[float]:
+def _log_uniform(low: float, high: float) -> list[float]:
+    """Per-bin probabilities of a log-uniform distribution on ``[low, high]``, edges exact."""
+    low, high = max(low, _MIN_SECONDS), min(max(high, low), _MAX_SECONDS)
+    probs = [0.0] * _N_BINS
+    if high <= low * 1.0001:  # a point
+        probs[_bin_of(low)] = 1.0
+        return probs
+    for i in range(_bin_of(low), _bin_of(high) + 1):
+        lo, hi = max(_EDGES[i], low), min(_EDGES[i + 1], high)
+        probs[i] = max(math.log(hi / lo), 0.0) / math.log(high / low)
+    return probs
+
+
+def _smooth(counts: list[float], sigma: float, support: tuple[int, int]) -> list[float]:
+    """Gaussian-smooth ``counts`` (``sigma`` bins) inside ``support`` only.
+
+    The kernel is renormalised to its part inside, and bins outside keep their raw value, so a
+    sharp edge (nothing finishes before 60 s, or after 300 s) stays sharp instead of spilling
+    mass — and wasted polls — onto both sides of it.
+    """
+    first, last = support
     radius = max(int(3 * sigma), 1)
     kernel = [math.exp(-0.5 * (k / sigma) ** 2) for k in range(-radius, radius + 1)]
-    total = sum(kernel)
-    kernel = [k / total for k in kernel]
-    out = [0.0] * len(counts)
-    for i, c in enumerate(counts):
-        if c:
-            for k, weight in enumerate(kernel):
-                j = i + k - radius
-                if 0 <= j < len(out):
-                    out[j] += c * weight
+    out = list(counts)
+    for j in range(first, last + 1):
+        acc = weight = 0.0
+        for i in range(max(j - radius, first), min(j + radius, last) + 1):
+            k = kernel[i - j + radius]
+            acc += counts[i] * k
+            weight += k
+        out[j] = acc / weight
     return out
+
+
+def _support(events: list[float]) -> tuple[int, int]:
+    """The first and last bins holding an event (all bins when there is none)."""
+    held = [i for i, e in enumerate(events) if e > 0]
+    return (held[0], held[-1]) if held else (0, len(events) - 1)
 
 
 def _quantile(counts: list[float], total: float, q: float) -> float:
@@ -369,10 +465,9 @@ class AdaptivePolicy:
     def _target(self, model: str | None) -> float:
         return self.target_delay.get(_kind(model or "?"), 1.0) / self.clock_scale
 
-    def _jittered(self, value: float) -> float:
-        if self.jitter <= 0:
-            return value
-        return value * (1 + self.rng.uniform(-self.jitter, self.jitter))
+    def _wobble(self, scale: float) -> float:
+        """A random offset within ±``jitter`` × ``scale``."""
+        return scale * self.rng.uniform(-self.jitter, self.jitter) if self.jitter > 0 else 0.0
 
     def schedule_for(self, model: str | None) -> _Schedule:
         """The current poll-time table of a model (seconds after creation)."""
@@ -386,15 +481,16 @@ class AdaptivePolicy:
         )
 
     def first_delay(self, model: str | None, hint: TaskHint) -> float:
-        first = self.schedule_for(model).first_poll
-        return max(self._jittered(first), self.min_interval / self.clock_scale)
+        sched = self.schedule_for(model)
+        # jitter in units of the first gap (not of the whole first delay): enough to spread
+        # tasks created together, without moving the first poll off its optimum by seconds
+        first = sched.first_poll + self._wobble(sched.first_gap)
+        return max(first, self.min_interval / self.clock_scale)
 
     def next_delay(self, model: str | None, elapsed: float, polls: int, hint: TaskHint) -> float:
         lo = self.min_interval / self.clock_scale
         hi = self.max_interval / self.clock_scale
-        # Skip table times closer than ``lo``: a poll jittered a little early must not find
-        # its own slot still ahead and poll again at once.
-        scheduled = self.schedule_for(model).next_time(elapsed + lo)
+        scheduled = self.schedule_for(model).next_time(elapsed)
         if scheduled is None:  # older than anything seen: back off with age
             gap = max(self._target(model) * 2, elapsed * self.tail_growth)
         else:
@@ -403,16 +499,12 @@ class AdaptivePolicy:
         if eta is not None and eta > gap:
             # The task says how far it is: aim at its projected finish instead.
             gap = max(min(eta, hi), gap)
-        return min(max(self._jittered(gap), lo), hi)
+        return min(max(gap + self._wobble(gap), lo), hi)
 
     def observe(self, model: str | None, lower: float, upper: float) -> None:
         if upper <= 0:
             return
-        lower = max(lower, 0.0)
-        # A task seen done at its first poll finished anywhere in (0, upper]: lean low so a late
-        # first poll corrects itself; otherwise the bracket's middle.
-        estimate = upper * 0.7 if lower <= 0 else (lower + upper) / 2
-        self.model_stats(model).observe(estimate, since=lower)
+        self.model_stats(model).finished(lower, upper)
 
     def observe_running(self, model: str | None, since: float, elapsed: float) -> None:
         self.model_stats(model).running(since, elapsed)
