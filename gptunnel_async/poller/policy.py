@@ -43,13 +43,14 @@ class DurationModel:
     """A model's duration distribution, learned as a survival curve (censoring-aware).
 
     Finished tasks alone are a biased sample while many are in flight — the short ones finish
-    first — so every poll that finds a task *still running* counts too: per log-spaced bin,
-    ``exposure`` is how many tasks are known to have reached the bin and ``events`` how many
-    finished in it; the hazard is their ratio (Nelson–Aalen). A prior per model kind
-    (log-uniform over ``[low, high]``) contributes pseudo-counts worth ``prior_weight`` tasks at
-    first and ``W²/(W + n)`` after ``n`` finishes. Each finish makes earlier records count
-    ``decay`` times less (memory of ~1/(1-decay) tasks), so a model that drifts is followed.
-    Schedules derived from it are cached and rebuilt every ``rebuild_every`` finishes.
+    first — so every poll that finds a task *still running* counts too. Per log-spaced bin,
+    ``exposure`` is the time tasks were seen at risk in it (in bin widths) and ``events`` how
+    many finished in it; their ratio is the bin's finishing rate (piecewise-constant hazard).
+    A prior per model kind (log-uniform over ``[low, high]``) contributes pseudo-counts worth
+    ``prior_weight`` tasks at first and ``W²/(W + n)`` after ``n`` finishes. Each finish makes
+    earlier records count ``decay`` times less (memory of ~1/(1-decay) tasks), so a model that
+    drifts is followed. Schedules derived from it are cached and rebuilt every
+    ``rebuild_every`` finishes.
     """
 
     __slots__ = (
@@ -94,11 +95,19 @@ class DurationModel:
         self._density: list[float] | None = None  # the estimate the schedule was built from
         self._dirty = 0
 
-    def _expose(self, since: float, until: float) -> None:
-        """Count one task as having reached every bin that starts in ``(since, until]``."""
-        first = 0 if since < _EDGES[0] else _bin_of(since) + 1
-        for i in range(first, _bin_of(until) + 1):
-            self._exposure[i] += self._inc
+    def _expose(self, since: float, until: float, weight: float = 1.0) -> None:
+        """Add ``weight`` tasks' time at risk over ``(since, until]``, per bin, in bin widths.
+
+        Time at risk, not "reached the bin": a task seen running halfway into a bin has
+        been at risk for half of it. Counting it whole would make the bins at the frontier of
+        what has been seen — where every task is only partway in — look as if nothing finishes
+        there, and stretch the gaps exactly where the next finishes are.
+        """
+        for i in range(_bin_of(since), _bin_of(until) + 1):
+            lo, hi = _EDGES[i], _EDGES[i + 1]
+            overlap = (min(until, hi) - max(since, lo)) / (hi - lo)
+            if overlap > 0:
+                self._exposure[i] += self._inc * weight * overlap
 
     def running(self, since: float, elapsed: float) -> None:
         """A task last seen running at ``since`` s is still running at ``elapsed`` s."""
@@ -129,13 +138,14 @@ class DurationModel:
             self._events[_bin_of(estimate)] += self._inc
         else:
             first, weights = shares
-            reached = 1.0  # P(T reached this bin's start | the bracket)
+            alive = 1.0  # P(still running where the bracket enters this bin | the bracket)
             for k, weight in enumerate(weights):
                 i = first + k
-                if _EDGES[i] > lower:
-                    self._exposure[i] += self._inc * reached
+                # at risk through the bracket's part of the bin, less half the part for those
+                # finishing in it (uniform within a bin)
+                self._expose(max(lower, _EDGES[i]), min(upper, _EDGES[i + 1]), alive - weight / 2)
                 self._events[i] += self._inc * weight
-                reached -= weight
+                alive -= weight
         self.observed += 1
         self._dirty += 1
 
@@ -156,11 +166,11 @@ class DurationModel:
         return first, [w / total for w in weights]
 
     def counts(self, *, smoothed: bool = True) -> tuple[list[float], float]:
-        """The duration density per bin (summing to ≤ 1) implied by the learned hazard.
+        """The duration density per bin (summing to ≤ 1) implied by the learned rates.
 
         ``smoothed``: events and exposure go through a Gaussian kernel in log-duration
-        (``smoothing`` bins wide), since a few hundred tasks are too few to take a hazard rate
-        from raw. Quantiles use the raw estimate, which keeps sharp edges sharp.
+        (``smoothing`` bins wide, confined to the bins holding events), since a few hundred
+        tasks are too few to take a rate from raw. Quantiles use the raw estimate.
         """
         scale = 1.0 / self._inc
         n = sum(self._events) * scale
@@ -174,8 +184,8 @@ class DurationModel:
         survival = 1.0
         for e, x, p, ps in zip(events, exposure, self._prior, self._prior_survival, strict=True):
             at_risk = x * scale + w * ps
-            hazard = (e * scale + w * p) / at_risk if at_risk > 1e-12 else 0.0
-            mass = survival * min(hazard, 1.0)
+            rate = (e * scale + w * p) / at_risk if at_risk > 1e-12 else 0.0
+            mass = survival * -math.expm1(-rate)
             density.append(mass)
             survival -= mass
         return density, 1.0
@@ -426,7 +436,7 @@ class AdaptivePolicy:
     """
 
     target_delay: dict[ModelKind, float] = field(
-        default_factory=lambda: {"image": 0.95, "video": 2.9, "audio": 2.0}
+        default_factory=lambda: {"image": 0.93, "video": 2.8, "audio": 2.0}
     )
     max_gap: dict[ModelKind, float] = field(
         default_factory=lambda: {"image": 1.9, "video": 20.0, "audio": 10.0}
