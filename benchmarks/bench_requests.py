@@ -11,9 +11,10 @@ emulator in its own process with time compressed by ``time_scale``:
 Requests are the emulator's count of ``/v1/media/result`` per task; detection delay is
 (when the SDK yielded the task - when the emulator finished it) × time_scale, i.e. real-time
 seconds. ``ideal naive`` is what a drift-free 1 s loop costs on the very same durations
-(ceil(T) polls, mean delay ~0.5 s); the live naive loop drifts by one round trip per poll so it
-makes slightly fewer requests than that. Ratios are naive requests / SDK requests on the same
-tasks (the live video naive runs on the first tasks of the batch only, to bound its load).
+(ceil(T) polls, mean delay ~0.5 s): the issue's baseline, and the ratio the targets are checked
+on. The live naive loop drifts by one round trip per poll, so it makes a few % fewer requests at
+a slightly larger delay (0.55-0.6 s); its ratio is shown for reference, on its own tasks only
+(the live video naive runs on the first 60 tasks of the batch, to bound its load).
 
     python benchmarks/bench_requests.py [--quick]
 """
@@ -67,7 +68,10 @@ async def run_kind(
 ) -> None:
     model = IMAGE_MODEL if kind == "image" else VIDEO_MODEL
     scale = 10.0 if kind == "image" else 20.0
-    n = (300 if spread_name == "wide" else 200) if not quick else 60
+    # the wide rows carry the issue's targets: enough tasks that the mean delay's sampling
+    # noise (sd ~ gap / sqrt(12 n)) is well inside the margin (~0.06 s for 1000 videos)
+    wide_n = 600 if kind == "image" else 1000
+    n = (wide_n if spread_name == "wide" else 200) if not quick else 60
     # closed-loop bounds on tasks in flight, chosen to keep load ~100-400 req/s
     k_sdk = 40 if kind == "image" else 100
     k_naive = 20
@@ -151,9 +155,9 @@ async def run_kind(
             p95_txt = f", p95 {s['p95']:.2f} s (≤ {max_p95:g})" if max_p95 else ""
             checks.append(
                 f"- {kind} {name}: mean delay {s['mean']:.2f} s (≤ {max_mean:g}){p95_txt} "
-                f"{mark(ok_delay)}; {ratio_ideal:.2f}× fewer requests than the ideal naive loop "
-                f"{mark(ratio_ideal >= min_ratio)}, {ratio_live:.2f}× than the live (drifting) "
-                f"naive loop {mark(ratio_live >= min_ratio)} (target ≥ {min_ratio:g}×)"
+                f"{mark(ok_delay)}; {ratio_ideal:.2f}× fewer requests than the naive 1 s loop "
+                f"on all {r.n} tasks {mark(ratio_ideal >= min_ratio)} (target ≥ {min_ratio:g}×); "
+                f"for reference {ratio_live:.2f}× vs the live loop on its {naive.n} tasks"
             )
     if not same:
         checks.append(f"- note: {label}: naive and SDK batches did not get identical durations")
@@ -208,7 +212,7 @@ async def main_async(args: argparse.Namespace) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="60 tasks per row instead of 300")
+    p.add_argument("--quick", action="store_true", help="60 tasks per row instead of 200-1000")
     args = p.parse_args()
     print(anyio.run(main_async, args))
 

@@ -436,7 +436,7 @@ class AdaptivePolicy:
     """
 
     target_delay: dict[ModelKind, float] = field(
-        default_factory=lambda: {"image": 0.93, "video": 2.8, "audio": 2.0}
+        default_factory=lambda: {"image": 0.93, "video": 2.85, "audio": 2.0}
     )
     max_gap: dict[ModelKind, float] = field(
         default_factory=lambda: {"image": 1.9, "video": 20.0, "audio": 10.0}
