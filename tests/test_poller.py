@@ -395,3 +395,24 @@ def test_learning_counts_tasks_still_running_so_early_finishers_do_not_bias_it()
                 last[i] = float(t)
     assert 0.3 < len(last) / len(durations) < 0.6  # many still running
     assert 120 < stats.quantile(0.5) < 150
+
+
+async def test_rate_budget_paces_starts_instead_of_sending_them_in_a_burst() -> None:
+    """30 requests ready at once under R=100/s leave evenly, ~10.5 ms apart, not as one burst:
+    a server counting arrivals by its own clock must never see more than R in any second."""
+    from gptunnel_async.poller.limits import RequestGate
+
+    gate = RequestGate(max_concurrency=30, requests_per_second=100)
+    starts: list[float] = []
+
+    async def one() -> None:
+        async with gate.slot():
+            starts.append(anyio.current_time())
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(30):
+            tg.start_soon(one)
+    spacing = 1.05 / 100
+    assert starts[-1] - starts[0] >= (30 - 3) * spacing * 0.999
+    for i, t in enumerate(starts):  # at most a catch-up burst of 3 plus the paced ones
+        assert sum(1 for u in starts[i:] if u - t < 0.1) <= 3 + 0.1 / spacing
