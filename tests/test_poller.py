@@ -416,3 +416,39 @@ async def test_rate_budget_paces_starts_instead_of_sending_them_in_a_burst() -> 
     assert starts[-1] - starts[0] >= (30 - 3) * spacing * 0.999
     for i, t in enumerate(starts):  # at most a catch-up burst of 3 plus the paced ones
         assert sum(1 for u in starts[i:] if u - t < 0.1) <= 3 + 0.1 / spacing
+
+
+class _ThreeMethodPolicy:
+    """A user's own schedule with only the required methods (no ``observe_running``)."""
+
+    def __init__(self) -> None:
+        self.finished = 0
+
+    def first_delay(self, model: str | None, hint: object) -> float:
+        return 0.02
+
+    def next_delay(self, model: str | None, elapsed: float, polls: int, hint: object) -> float:
+        return 0.02
+
+    def observe(self, model: str | None, lower: float, upper: float) -> None:
+        self.finished += 1
+
+
+async def test_a_policy_with_only_the_required_methods_drives_poller_and_wait() -> None:
+    policy = _ThreeMethodPolicy()
+    emu = Emulator(EmulatorConfig(time_scale=SCALE))
+    async with (
+        serve(emu) as server,
+        AsyncGPTunnel("test-key", base_url=server.url, poll_policy=policy) as client,
+    ):
+        tasks = [await client.media.create(model=IMAGE, prompt=f"p{i}") for i in range(5)]
+        async with client.poller() as poller:
+            for task in tasks:
+                poller.add(task)
+            results = [r async for r in poller]
+        assert sorted(r.id for r in results) == sorted(t.id for t in tasks)
+        assert all(r.ok for r in results)
+        assert policy.finished == 5
+        task = await client.media.create(model=IMAGE, prompt="alone")
+        done = await client.media.wait(task)
+    assert done.is_finished and policy.finished == 6

@@ -395,7 +395,12 @@ def _quantile(counts: list[float], total: float, q: float) -> float:
 
 
 class PollPolicy(Protocol):
-    """What the poller asks of a schedule. Replace it to poll your own way."""
+    """What the poller asks of a schedule. Replace it to poll your own way.
+
+    Optionally, a policy may also have ``observe_running(model, since, elapsed)``: a task last
+    seen running ``since`` s after creation still ran at ``elapsed`` s. It is called only if
+    present (see ``report_running``), so a three-method policy is a complete one.
+    """
 
     def first_delay(self, model: str | None, hint: TaskHint) -> float:
         """Seconds after creation of the first poll."""
@@ -409,9 +414,12 @@ class PollPolicy(Protocol):
         """A task finished somewhere in ``(lower, upper]`` seconds after creation."""
         ...
 
-    def observe_running(self, model: str | None, since: float, elapsed: float) -> None:
-        """A task last seen running ``since`` s after creation still ran at ``elapsed`` s."""
-        ...
+
+def report_running(policy: PollPolicy, model: str | None, since: float, elapsed: float) -> None:
+    """Tell ``policy`` that a task is still running, if it has ``observe_running``."""
+    hook = getattr(policy, "observe_running", None)
+    if hook is not None:
+        hook(model, since, elapsed)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from ..resources._waiting import is_transient
 from ..types._status import TaskState
 from .endpoints import TASK_KINDS, TaskKind, kind_of_task
 from .limits import RequestGate
-from .policy import PollPolicy, TaskHint
+from .policy import PollPolicy, TaskHint, report_running
 from .results import PollResult
 
 if TYPE_CHECKING:
@@ -401,7 +401,7 @@ class Poller:
             self._conclude(entry, task)
             return
         if entry.origin_known:
-            self.policy.observe_running(entry.model, entry.last_running, elapsed)
+            report_running(self.policy, entry.model, entry.last_running, elapsed)
         entry.last_running = elapsed
         percent = TaskKind.percent(task)
         if percent is not None and percent != entry.percent:

@@ -24,7 +24,7 @@ from .._errors import (
 from .._logs import logger
 from .._retry import RETRYABLE_STATUSES
 from .._validation import check_task_id
-from ..poller.policy import TaskHint
+from ..poller.policy import TaskHint, report_running
 
 if TYPE_CHECKING:
     from .._client import AsyncGPTunnel
@@ -145,7 +145,7 @@ async def poll_until_finished(
                 policy.observe(model, last_running, elapsed)
             return finish(latest)
         if origin_known:
-            policy.observe_running(model, last_running, elapsed)
+            report_running(policy, model, last_running, elapsed)
         last_running = elapsed
         percent = _percent(latest)
         if percent is not None and percent != hint.percent:
