@@ -1,9 +1,10 @@
 """Shared helpers for the poller benchmarks.
 
-- ``EmulatorProcess``: runs the emulator in a *separate process* on loopback (so its CPU does not
-  distort the SDK's), wrapped with a small control route ``/_bench/*`` (reset with a seed, set
-  durations and faults, read counters and each task's finish time). Control requests are
-  answered before the emulator sees them, so they never appear in its counters.
+- ``EmulatorProcess``: the emulator in a *separate process* on loopback (so its CPU does not
+  distort the SDK's; ``gptunnel_async.testing.EmulatorProcess``), wrapped with a small control
+  route ``/_bench/*`` (reset with a seed, set durations and faults, read counters and each
+  task's finish time). Control requests are answered before the emulator sees them, so they
+  never appear in its counters.
 - ``naive_wait``: the baseline public clients use, ``while True: await sleep(1); poll``
   (compressed: ``sleep(1 / time_scale)``).
 - ``delay_stats`` / ``fmt`` / ``md_table``: statistics and markdown output.
@@ -17,7 +18,6 @@ so times compare across the two processes.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from gptunnel_async.testing import EmulatorProcess as ChildEmulator  # noqa: E402
+
 API_KEY = "bench-key"
 IMAGE_MODEL = "flux-dev"
 VIDEO_MODEL = "glabs-veo-3"
@@ -45,8 +47,9 @@ WIDE = {"image": (5.0, 60.0), "video": (60.0, 300.0)}
 # --------------------------------------------------------------------------------------------
 
 
-class EmulatorProcess:
-    """``with EmulatorProcess(time_scale=10) as emu: emu.url ...`` — emulator in a subprocess."""
+class EmulatorProcess(ChildEmulator):
+    """``with EmulatorProcess(time_scale=10) as emu: emu.url ...`` — this file's emulator, with
+    its ``/_bench/*`` control route, in a child process."""
 
     def __init__(
         self,
@@ -56,54 +59,11 @@ class EmulatorProcess:
         durations: dict[str, tuple[float, float]] | None = None,
         extra_args: Sequence[str] = (),
     ) -> None:
-        self.time_scale = time_scale
-        self.seed = seed
-        self.durations = durations or {}
-        self.extra_args = list(extra_args)
-        self.proc: subprocess.Popen[str] | None = None
-        self.url = ""
-
-    def __enter__(self) -> EmulatorProcess:
-        cmd = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--serve",
-            "--time-scale",
-            str(self.time_scale),
-            "--seed",
-            str(self.seed),
-            "--api-key",
-            API_KEY,
-        ]
-        for model, (lo, hi) in self.durations.items():
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--serve"]
+        cmd += ["--time-scale", str(time_scale), "--seed", str(seed), "--api-key", API_KEY]
+        for model, (lo, hi) in (durations or {}).items():
             cmd += ["--duration", f"{model}={lo}:{hi}"]
-        cmd += self.extra_args
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()
-        if not line.startswith("http://127.0.0.1:"):
-            self.__exit__(None, None, None)
-            raise RuntimeError(f"emulator did not start (printed {line!r})")
-        self.url = line
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()  # only the process we started, by its handle
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-
-    def cpu_seconds(self) -> float:
-        """User+system CPU the emulator process has used so far (Linux /proc)."""
-        assert self.proc is not None
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        super().__init__(extra_args, command=cmd, cwd=ROOT)
 
 
 async def ctl(http: Any, url: str, op: str, **payload: Any) -> Any:
@@ -114,9 +74,7 @@ async def ctl(http: Any, url: str, op: str, **payload: Any) -> Any:
 
 
 def _serve_main(argv: Sequence[str]) -> int:
-    import anyio
-
-    from gptunnel_async.testing import DurationDist, Emulator, EmulatorConfig, serve
+    from gptunnel_async.testing import DurationDist, Emulator, EmulatorConfig, serve_forever
     from gptunnel_async.testing._http import Request, json_response
 
     p = argparse.ArgumentParser()
@@ -197,14 +155,7 @@ def _serve_main(argv: Sequence[str]) -> int:
     emu = BenchEmulator(config)
     if args.rate_limit_rps:
         emu.faults.rate_limit_rps = args.rate_limit_rps
-
-    async def run() -> None:
-        async with serve(emu, "127.0.0.1", 0) as server:
-            print(server.url, flush=True)
-            await anyio.sleep_forever()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(run)
+    serve_forever(emu)
     return 0
 
 

@@ -1,7 +1,8 @@
 """The reliability campaigns' emulator: a separate, long-lived process with a control route.
 
-Like ``benchmarks/common.py``, the emulator runs in its own process on loopback, so its CPU
-does not distort the SDK's and its counters survive a client that is SIGKILLed. On top of the
+Like ``benchmarks/common.py``, the emulator runs in its own process on loopback
+(``gptunnel_async.testing.EmulatorProcess``), so its CPU does not distort the SDK's and its
+counters survive a client that is SIGKILLed. On top of the
 plain emulator it has:
 
 - a control route ``/_rel/<op>`` answered before the emulator sees the request (never counted):
@@ -20,10 +21,8 @@ Run as a script it is the emulator process (prints its URL on the first line);
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from gptunnel_async.testing import Emulator, EmulatorConfig, Faults  # noqa: E402
+from gptunnel_async.testing import Emulator, EmulatorConfig, Faults, serve_forever  # noqa: E402
+from gptunnel_async.testing import EmulatorProcess as ChildEmulator  # noqa: E402
 from gptunnel_async.testing._counters import Counters  # noqa: E402
 from gptunnel_async.testing._files import content  # noqa: E402
 from gptunnel_async.testing._http import Request, json_response  # noqa: E402
@@ -167,24 +167,12 @@ class CampaignEmulator(Emulator):
 
 
 def _serve_main(argv: list[str]) -> int:
-    import anyio
-
-    from gptunnel_async.testing import serve
-
     p = argparse.ArgumentParser()
     p.add_argument("--time-scale", type=float, default=200.0)
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
     config = EmulatorConfig(api_keys={API_KEY}, time_scale=args.time_scale, seed=args.seed)
-    emu = CampaignEmulator(config)
-
-    async def run() -> None:
-        async with serve(emu, "127.0.0.1", 0) as server:
-            print(server.url, flush=True)
-            await anyio.sleep_forever()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(run)
+    serve_forever(CampaignEmulator(config))
     return 0
 
 
@@ -204,54 +192,29 @@ class Control:
         self._http.close()
 
 
-class EmulatorProcess:
-    """``with EmulatorProcess(time_scale=200) as emu: emu.url, emu.ctl("counters")``."""
+class EmulatorProcess(ChildEmulator):
+    """``with EmulatorProcess(time_scale=200) as emu: emu.url, emu.control("counters")``."""
 
     def __init__(self, *, time_scale: float = 200.0, seed: int = 1) -> None:
-        self.time_scale = time_scale
-        self.seed = seed
-        self.proc: subprocess.Popen[str] | None = None
-        self.url = ""
+        cmd = [sys.executable, str(Path(__file__).resolve())]
+        cmd += ["--time-scale", str(time_scale), "--seed", str(seed)]
+        super().__init__(command=cmd, cwd=ROOT)
         self.ctl: Control | None = None
 
     def __enter__(self) -> EmulatorProcess:
-        cmd = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--time-scale",
-            str(self.time_scale),
-            "--seed",
-            str(self.seed),
-        ]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()
-        if not line.startswith("http://127.0.0.1:"):
-            self.__exit__(None, None, None)
-            raise RuntimeError(f"emulator did not start (printed {line!r})")
-        self.url = line
-        self.ctl = Control(line)
+        super().__enter__()
+        self.ctl = Control(self.url)
         return self
 
     def control(self, op: str, **payload: Any) -> Any:
         assert self.ctl is not None
         return self.ctl(op, **payload)
 
-    def __exit__(self, *exc: Any) -> None:
+    def stop(self) -> None:
         if self.ctl is not None:
             self.ctl.close()
             self.ctl = None
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.terminate()  # only the process we started, by its handle
-                try:
-                    self.proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(5)
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
-        self.proc = None
+        super().stop()
 
 
 if __name__ == "__main__":

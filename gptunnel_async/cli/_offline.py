@@ -15,7 +15,6 @@ import anyio
 from ..testing import Emulator, EmulatorConfig, serve
 
 
-#: Offline tasks run this many times faster than on the real service.
 async def serve_until_cancelled(
     *,
     host: str,

@@ -13,6 +13,11 @@ Over a loopback socket::
     with run_in_thread(emu) as url:  # no event loop needed
         ...
 
+In a child process (its CPU apart from yours, its state alive if your process dies)::
+
+    with EmulatorProcess(["--time-scale", "50"]) as emu:
+        ...  # emu.url
+
 Or from a shell: ``python -m gptunnel_async.testing --port 8787 --time-scale 60``.
 """
 
@@ -24,6 +29,7 @@ from ._counters import Counters
 from ._faults import Faults, Outcome
 from ._http import Drop, Request, Response
 from ._offline import OFFLINE_API_KEY, offline_client
+from ._process import EmulatorProcess, serve_forever
 from ._server import EmulatorServer, run_in_thread, serve
 from ._state import Task
 from ._transport import EmulatorTransport
@@ -35,6 +41,7 @@ __all__ = [
     "DurationDist",
     "Emulator",
     "EmulatorConfig",
+    "EmulatorProcess",
     "EmulatorServer",
     "EmulatorTransport",
     "Faults",
@@ -45,4 +52,5 @@ __all__ = [
     "offline_client",
     "run_in_thread",
     "serve",
+    "serve_forever",
 ]

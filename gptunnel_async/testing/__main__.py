@@ -9,11 +9,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-import anyio
-
 from ._app import Emulator
 from ._config import EmulatorConfig
-from ._server import serve
+from ._process import serve_forever
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,18 +60,10 @@ def build(args: argparse.Namespace) -> Emulator:
     return emu
 
 
-async def _run(emu: Emulator, host: str, port: int) -> None:
-    async with serve(emu, host, port) as server:
-        print(server.url, flush=True)
-        await anyio.sleep_forever()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        anyio.run(_run, build(args), args.host, args.port)
-    except KeyboardInterrupt:
-        return 0
+        serve_forever(build(args), args.host, args.port)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 import anyio
 import httpx
 import pytest
 
-import gptunnel_async.testing
-from gptunnel_async.testing import Emulator, EmulatorServer, run_in_thread, serve
+from gptunnel_async.testing import (
+    Emulator,
+    EmulatorProcess,
+    EmulatorServer,
+    run_in_thread,
+    serve,
+)
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "example.com", "", "::"])
@@ -72,22 +75,21 @@ async def test_ipv6_loopback_url(anyio_backend: str) -> None:
         pytest.skip("no IPv6 loopback here")
 
 
-def test_command_line_serves_and_stops() -> None:
-    root = Path(gptunnel_async.testing.__file__).resolve().parents[2]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
-    }
-    cmd = [sys.executable, "-m", "gptunnel_async.testing", "--port", "0", "--time-scale", "100"]
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) as proc:
-        try:
-            assert proc.stdout is not None
-            url = proc.stdout.readline().strip()
-            assert url.startswith("http://127.0.0.1:")
-            with httpx.Client(base_url=url) as c:
-                r = c.get("/v1/balance", headers={"Authorization": "k"})
-            assert r.status_code == 200
-            assert r.json()["object"] == "balance"
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+def test_command_line_serves_in_a_child_process_and_stops_with_it() -> None:
+    with EmulatorProcess(["--time-scale", "100"]) as emu:
+        assert emu.url.startswith("http://127.0.0.1:")
+        with httpx.Client(base_url=emu.url) as c:
+            r = c.get("/v1/balance", headers={"Authorization": "k"})
+        assert r.status_code == 200
+        assert r.json()["object"] == "balance"
+        pid = emu.pid
+        assert pid is not None and emu.cpu_seconds() >= 0
+    assert emu.pid is None
+    with pytest.raises(ProcessLookupError):  # terminated and reaped, not left behind
+        os.kill(pid, 0)
+
+
+def test_a_child_that_prints_no_loopback_url_is_a_clear_error() -> None:
+    command = [sys.executable, "-c", "print('http://192.168.1.10:8787')"]
+    with pytest.raises(RuntimeError, match="did not start"), EmulatorProcess(command=command):
+        pass
