@@ -60,7 +60,7 @@ async def scenario(
         if server_rps:
             await ctl(http, url, "faults", rate_limit_rps=server_rps)
 
-        client = AsyncGPTunnel(API_KEY, base_url=url)
+        client = AsyncGPTunnel(API_KEY, base_url=url, max_connections=conc)
         async with (
             client,
             client.poller(
