@@ -1,4 +1,5 @@
-"""Developer tasks: tests on asyncio and on trio, lint (ruff), types (mypy --strict).
+"""Developer tasks: tests on asyncio and on trio, lint (ruff), types (mypy --strict), and a
+quick run of the benchmarks (that they still run; their figures come from full runs).
 
 ``nox`` runs them all; ``nox -s tests-trio`` runs one. Sessions run in the environment nox
 itself is installed in (``pip install -e ".[dev]"``), so they need no network of their own.
@@ -42,3 +43,16 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=False)
 def types(session: nox.Session) -> None:
     session.run(PY, "-m", "mypy", "--strict", "gptunnel_async")
+
+
+@nox.session(python=False)
+def benchmarks(session: nox.Session) -> None:
+    """Every benchmark in its --quick form except the sweep (same path as requests): ~4 min.
+
+    A benchmark that crashes on a library change (bench_scale once did, on a custom policy)
+    fails here, not months later in someone's run.
+    """
+    quick = ["--quick", "--only", "requests,scale,throughput,limits"]
+    session.run(PY, "benchmarks/run_all.py", *quick)
+    session.run(PY, "benchmarks/sim_policy.py", "--seeds", "1", "--tasks", "200")
+    session.run(PY, "benchmarks/bound.py")
