@@ -352,7 +352,7 @@ def test_policy_hits_its_delay_target_with_far_fewer_polls_than_a_fixed_loop() -
         naive_total += math.ceil(duration)
     mean_delay = delay_total / n
     assert mean_delay <= 3.0
-    assert naive_total / polls_total >= 8.5
+    assert naive_total / polls_total >= 9.0  # deterministic (seeded); 9.5 when written
 
 
 def test_policy_uses_progress_percent_to_aim_at_the_finish() -> None:
