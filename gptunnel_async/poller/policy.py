@@ -207,7 +207,8 @@ class DurationModel:
             counts, _ = self.counts()
             self._density = counts
             start = self.quantile(first_quantile)
-            sched = _Schedule.build(counts, target_delay, start, min_gap, max_gap)
+            guess = sched.scale if sched is not None else 1.0
+            sched = _Schedule.build(counts, target_delay, start, min_gap, max_gap, guess)
             self._schedule = sched
             self._dirty = 0
         return sched
@@ -235,6 +236,7 @@ class _Schedule:
     times: tuple[float, ...]
     expected_delay: float
     expected_polls: float
+    scale: float = 1.0  # the calibrated c, a good first guess for the next build
 
     @staticmethod
     def build(
@@ -243,6 +245,7 @@ class _Schedule:
         start: float,
         min_gap: float,
         max_gap: float,
+        guess: float = 1.0,
     ) -> _Schedule:
         norm = sum(counts) or 1.0
         probs = [c / norm for c in counts]
@@ -259,62 +262,62 @@ class _Schedule:
                 inv_sqrt_h.append(math.sqrt(max(survival - p / 2, 1e-12) * (hi - lo) / p))
                 last = i + 1
             else:
-                inv_sqrt_h.append(0.0)
+                inv_sqrt_h.append(0.0)  # the hazard is unknown here: max_gap
             survival -= p
         end = _EDGES[last]
+        first_bin = _bin_of(start)
 
-        def partial(t: float) -> tuple[float, float]:
-            """(F(t), ∫₀ᵗ s f(s) ds) under a density uniform within each bin."""
-            if t >= end:
-                return cdf[last], moment[last]
-            i = _bin_of(t)
-            lo, hi = _EDGES[i], _EDGES[i + 1]
-            p = probs[i]
-            frac = (t - lo) / (hi - lo)
-            return cdf[i] + p * frac, moment[i] + p * (t * t - lo * lo) / (2 * (hi - lo))
-
-        def gap(t: float, scale: float) -> float:
-            g = scale * inv_sqrt_h[_bin_of(t)]  # 0 where the hazard is unknown
-            return min(max(g if g > 0 else max_gap, min_gap), max_gap)
-
-        def times_for(scale: float, lead: float) -> list[float]:
-            t = max(start + lead * gap(start, scale), min_gap)
-            out = [t]
-            while t < end and len(out) < _MAX_POLLS_PER_SCHEDULE:
-                t += gap(t, scale)
-                out.append(t)
-            return out
-
-        def expected(times: list[float]) -> tuple[float, float]:
-            """(mean polls, mean delay) of a task polled at ``times``."""
-            prev_f, prev_m = 0.0, 0.0
-            polls = delay = 0.0
-            for t in times:
-                polls += 1.0 - prev_f  # poll i happens iff the task outlived poll i-1
-                f, m = partial(t)
+        def walk(scale: float, lead: float, times: list[float] | None) -> tuple[float, float]:
+            """(mean polls, mean delay) of a task polled at the times ``scale`` and ``lead``
+            give (collected into ``times`` if given): one pass, F and ∫s·f(s)ds under a
+            density uniform within each bin."""
+            i = first_bin
+            g = scale * inv_sqrt_h[i]
+            t = max(start + lead * min(max(g if g > 0 else max_gap, min_gap), max_gap), min_gap)
+            prev_f = prev_m = polls = delay = 0.0
+            for _ in range(_MAX_POLLS_PER_SCHEDULE):
+                while i < last and t >= _EDGES[i + 1]:
+                    i += 1
+                if t >= end:
+                    f, m = cdf[last], moment[last]
+                else:
+                    lo, hi = _EDGES[i], _EDGES[i + 1]
+                    p = probs[i]
+                    f = cdf[i] + p * (t - lo) / (hi - lo)
+                    m = moment[i] + p * (t * t - lo * lo) / (2 * (hi - lo))
+                polls += 1.0 - prev_f  # poll k happens iff the task outlived poll k-1
                 delay += t * (f - prev_f) - (m - prev_m)
                 prev_f, prev_m = f, m
+                if times is not None:
+                    times.append(t)
+                if t >= end:
+                    break
+                g = scale * inv_sqrt_h[i]
+                t += min(max(g if g > 0 else max_gap, min_gap), max_gap)
             return polls, delay
 
-        def calibrated(lead: float) -> tuple[list[float], float, float]:
-            """The widest spacing whose expected delay is within ``target_delay``."""
-            lo_c = hi_c = 1.0
-            while expected(times_for(lo_c, lead))[1] > target_delay and lo_c > 1e-9:
-                lo_c /= 4
-            while expected(times_for(hi_c, lead))[1] <= target_delay and hi_c < 1e9:
-                lo_c, hi_c = hi_c, hi_c * 4
-            for _ in range(24):  # the bracket is a factor 4 wide: ~1e-7 relative
+        def calibrated(lead: float) -> tuple[float, float, float]:
+            """(c, polls, delay) for the widest spacing whose delay is within the target."""
+            lo_c = hi_c = guess
+            while walk(lo_c, lead, None)[1] > target_delay and lo_c > 1e-9:
+                lo_c, hi_c = lo_c / 2, lo_c
+            while walk(hi_c, lead, None)[1] <= target_delay and hi_c < 1e9:
+                lo_c, hi_c = hi_c, hi_c * 2
+            for _ in range(16):  # a factor-2 bracket: ~1e-5 relative
                 mid = math.sqrt(lo_c * hi_c)
-                if expected(times_for(mid, lead))[1] <= target_delay:
+                if walk(mid, lead, None)[1] <= target_delay:
                     lo_c = mid
                 else:
                     hi_c = mid
-            times = times_for(lo_c, lead)
-            return (times, *expected(times))
+            return (lo_c, *walk(lo_c, lead, None))
 
-        best = min((calibrated(lead) for lead in _LEADS), key=lambda c: c[1])
+        (scale, polls, delay), lead = min(
+            ((calibrated(lead), lead) for lead in _LEADS), key=lambda c: c[0][1]
+        )
+        times: list[float] = []
+        walk(scale, lead, times)
         key = (target_delay, min_gap, max_gap)
-        return _Schedule(key, tuple(best[0]), expected_delay=best[2], expected_polls=best[1])
+        return _Schedule(key, tuple(times), delay, polls, scale)
 
     @property
     def first_poll(self) -> float:
