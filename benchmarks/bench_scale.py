@@ -7,6 +7,9 @@
    ``interval`` s (first polls spread evenly), while a ticker task sleeping 1 ms measures its
    oversleep (event-loop lag, target p99 ≤ 10 ms). SDK CPU per poll (process time / polls) is
    compared with raw httpx GETs of the same endpoint at the same concurrency.
+3. The default ``AdaptivePolicy``'s own CPU, no I/O: per poll (``observe_running`` +
+   ``next_delay``) and per schedule rebuild (every 16 finishes per model; it runs on the event
+   loop, so its longest rebuild is a floor for loop lag), after learning 1000 tasks.
 
     python benchmarks/bench_scale.py [--quick]
 """
@@ -24,6 +27,8 @@ import httpx
 from common import (
     API_KEY,
     IMAGE_MODEL,
+    VIDEO_MODEL,
+    WIDE,
     EmulatorProcess,
     ctl,
     machine_note,
@@ -32,7 +37,7 @@ from common import (
     percentile,
 )
 
-from gptunnel_async import AsyncGPTunnel
+from gptunnel_async import AdaptivePolicy, AsyncGPTunnel
 from gptunnel_async.poller import FixedIntervalPolicy, TaskHint
 from gptunnel_async.types.media import MediaTask
 
@@ -172,7 +177,39 @@ async def live_run(
     }
 
 
+def policy_cost() -> dict[str, float]:
+    """The default policy's CPU per poll and per rebuild (µs, ms), learned on 1000 tasks each."""
+    import math
+
+    from sim_policy import run
+
+    policy = AdaptivePolicy(rng=random.Random(0))
+    out: dict[str, float] = {}
+    for kind, model in (("image", IMAGE_MODEL), ("video", VIDEO_MODEL)):
+        lo, hi = WIDE[kind]
+        rng = random.Random(1)
+        durations = [math.exp(rng.uniform(math.log(lo), math.log(hi))) for _ in range(1000)]
+        run(policy, model, durations, 100)
+        stats, hint = policy.model_stats(model), TaskHint()
+        t0 = time.process_time()
+        for k in range(20_000):  # a still-running task's bookkeeping, at spread-out ages
+            elapsed = lo + (hi - lo) * (k % 997) / 997
+            policy.observe_running(model, elapsed - 5, elapsed)
+            policy.next_delay(model, elapsed, 3, hint)
+        out[f"{kind}_poll_us"] = (time.process_time() - t0) / 20_000 * 1e6
+        rebuilds = []
+        for _ in range(50):
+            stats._dirty = 1 << 30  # force the next schedule_for() to rebuild
+            t0 = time.perf_counter()
+            policy.schedule_for(model)
+            rebuilds.append((time.perf_counter() - t0) * 1e3)
+        out[f"{kind}_rebuild_ms"] = sorted(rebuilds)[len(rebuilds) // 2]
+        out[f"{kind}_rebuild_max_ms"] = max(rebuilds)
+    return out
+
+
 async def main_async(args: argparse.Namespace) -> str:
+    cost = policy_cost()
     mem = await memory_per_task()
     interval = 40.0
     seconds = 20.0 if not args.quick else 8.0
@@ -214,6 +251,16 @@ async def main_async(args: argparse.Namespace) -> str:
             "",
         ],
         ["SDK / raw CPU per request", f"{live['cpu_us'] / live['raw_cpu_us']:.2f}×", "", ""],
+        *(
+            [
+                f"default AdaptivePolicy, {kind}: CPU per poll / schedule rebuild median (max)",
+                f"{cost[f'{kind}_poll_us']:.1f} µs / {cost[f'{kind}_rebuild_ms']:.1f} ms "
+                f"({cost[f'{kind}_rebuild_max_ms']:.1f} ms)",
+                "",
+                "",
+            ]
+            for kind in ("image", "video")
+        ),
         [
             "event-loop lag (1 ms ticker oversleep) p50 / p99 / max",
             f"{live['lag_p50']:.2f} / {live['lag_p99']:.2f} / {live['lag_max']:.1f} ms",
