@@ -6,11 +6,11 @@ tasks. So the gate wraps each HTTP request itself, polls and creates alike:
 - ``max_concurrency``: simultaneous requests, a hard bound.
 - ``requests_per_second``: at most that many request *starts* in any sliding window of 1.05 s
   — an exact log of recent starts, not a token bucket (a bucket lets 2× through across a window
-  edge) — and starts paced evenly over it, at most 2 at once to catch up. The 5 % is for the
-  server's clock: it counts arrivals, and the way there can bunch requests by tens of ms. The
-  window is also widened by the recent worst delay between passing the gate and the request
-  actually leaving (httpcore's trace events), so a busy client that sends requests bunched up
-  cannot push more than the budget through any 1 s window on the wire.
+  edge) — and starts paced evenly over it (at most 3 back to back, to catch up after a late
+  wake-up). The 5 % is for the server's clock: it counts arrivals, and the way there can bunch
+  requests by tens of ms. The window is also widened by the recent worst delay between passing
+  the gate and the request actually leaving (httpcore's trace events), so a busy client that
+  sends requests bunched up cannot push more than the budget through any 1 s window on the wire.
 - a 429 pauses every request until its ``Retry-After`` has passed; afterwards the rate starts at
   half of what was flowing before the 429 (at least ``min_recovery_rate``) and doubles every
   second until it is unthrottled again (slow start), so one rate limit does not turn into a
@@ -33,7 +33,8 @@ _WINDOW = 1.0
 # loop) can bunch requests up by tens of ms even on loopback under load. So the budget is kept
 # over a window this much wider than 1 s, and starts are paced over it too.
 _WINDOW_MARGIN = 0.05
-# Pacing lets this many starts through at once to catch up after a late wake-up.
+# How many starts pacing lets go early (right behind one on time), to catch up after a late
+# wake-up.
 _PACE_BURST = 2
 
 
