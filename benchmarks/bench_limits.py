@@ -19,10 +19,19 @@ from typing import Any
 
 import anyio
 import httpx
-from common import API_KEY, IMAGE_MODEL, EmulatorProcess, ctl, machine_note, mark, md_table
+from common import (
+    API_KEY,
+    EmulatorProcess,
+    create_tasks,
+    ctl,
+    machine_note,
+    mark,
+    md_table,
+)
 
 from gptunnel_async import AsyncGPTunnel
 from gptunnel_async.poller import FixedIntervalPolicy
+from gptunnel_async.testing._counters import max_in_window
 
 
 async def scenario(
@@ -39,20 +48,7 @@ async def scenario(
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=32)) as http:
         await ctl(http, url, "reset", seed=3)
         await ctl(http, url, "faults", never_finish_rate=1.0)
-        ids: list[str] = []
-
-        async def creator(k: int) -> None:
-            for i in range(k, n, 32):
-                r = await http.post(
-                    f"{url}/v1/media/create",
-                    json={"model": IMAGE_MODEL, "prompt": f"l{i}"},
-                    headers={"Authorization": API_KEY},
-                )
-                ids.append(r.json()["id"])
-
-        async with anyio.create_task_group() as tg:
-            for k in range(32):
-                tg.start_soon(creator, k)
+        ids = await create_tasks(http, url, n, prefix="l")
         await ctl(http, url, "reset_counters")
         # 20 ms per answer so that concurrent requests overlap inside the emulator and its
         # max_in_flight really measures the client's concurrency
@@ -86,7 +82,7 @@ async def scenario(
             await anyio.sleep(max(0.0, t0 + seconds - anyio.current_time()))
             stats = poller.stats
             sdk = {
-                "sdk_window": _max_in_window(starts, 1.0),
+                "sdk_window": max_in_window(starts, 1.0),
                 "polls": stats.polls,
                 "rate_limited": stats.rate_limited,
                 "failed_polls": stats.failed_polls,
@@ -95,15 +91,6 @@ async def scenario(
             }
         c = await ctl(http, url, "counters")
     return {**sdk, **c}
-
-
-def _max_in_window(times: list[float], window: float) -> int:
-    best = lo = 0
-    for hi, t in enumerate(times):
-        while t - times[lo] >= window:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 async def main_async(args: argparse.Namespace) -> str:

@@ -30,6 +30,7 @@ from common import (
     VIDEO_MODEL,
     WIDE,
     EmulatorProcess,
+    create_tasks,
     ctl,
     machine_note,
     mark,
@@ -110,20 +111,7 @@ async def live_run(
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=32)) as http:
         await ctl(http, url, "reset", seed=7)
         await ctl(http, url, "faults", never_finish_rate=1.0)
-        ids: list[str] = []
-
-        async def creator(k: int) -> None:
-            for i in range(k, n, 32):
-                r = await http.post(
-                    f"{url}/v1/media/create",
-                    json={"model": IMAGE_MODEL, "prompt": f"s{i}"},
-                    headers={"Authorization": API_KEY},
-                )
-                ids.append(r.json()["id"])
-
-        async with anyio.create_task_group() as tg:
-            for k in range(32):
-                tg.start_soon(creator, k)
+        ids = await create_tasks(http, url, n, prefix="s")
         await ctl(http, url, "reset_counters")
 
     lags: list[float] = []

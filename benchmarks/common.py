@@ -66,6 +66,27 @@ class EmulatorProcess(ChildEmulator):
         super().__init__(extra_args, command=cmd, cwd=ROOT)
 
 
+async def create_tasks(http: Any, url: str, n: int, *, prefix: str, workers: int = 32) -> list[str]:
+    """Create ``n`` image tasks straight over HTTP (``workers`` at a time); their ids."""
+    import anyio
+
+    ids: list[str] = []
+
+    async def creator(k: int) -> None:
+        for i in range(k, n, workers):
+            r = await http.post(
+                f"{url}/v1/media/create",
+                json={"model": IMAGE_MODEL, "prompt": f"{prefix}{i}"},
+                headers={"Authorization": API_KEY},
+            )
+            ids.append(r.json()["id"])
+
+    async with anyio.create_task_group() as tg:
+        for k in range(workers):
+            tg.start_soon(creator, k)
+    return ids
+
+
 async def ctl(http: Any, url: str, op: str, **payload: Any) -> Any:
     """Call the emulator's control route (``http`` is any ``httpx.AsyncClient``)."""
     r = await http.post(f"{url}/_bench/{op}", json=payload, timeout=120)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter, deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -91,13 +92,7 @@ class Counters:
 
     def max_requests_in_window(self, window: float = 1.0) -> int:
         """The most API requests that arrived within any ``window`` seconds."""
-        times = sorted(self._arrivals)
-        best = lo = 0
-        for hi, t in enumerate(times):
-            while t - times[lo] >= window:
-                lo += 1
-            best = max(best, hi - lo + 1)
-        return best
+        return max_in_window(sorted(self._arrivals), window)
 
     def finished_at(self, task_id: str) -> float | None:
         """``time.monotonic()`` at which the task became done/failed, or None if not yet."""
@@ -107,3 +102,13 @@ class Counters:
     def task(self, task_id: str) -> Task | None:
         """The emulator's record of a task, for inspection."""
         return self._store.get(task_id)
+
+
+def max_in_window(times: Sequence[float], window: float) -> int:
+    """The most of the (sorted) ``times`` that fall within any ``window`` seconds."""
+    best = lo = 0
+    for hi, t in enumerate(times):
+        while t - times[lo] >= window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
