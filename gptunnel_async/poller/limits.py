@@ -106,7 +106,10 @@ class RequestGate:
         self._dyn_rate: float | None = None  # slow-start rate after a 429, None = unthrottled
         self._dyn_since = 0.0
         self._last_start = -math.inf
-        self._paced_at = -math.inf
+        self._paced_at = -math.inf  # when the next start is due, paced
+        # paced starts are this far apart (0: no budget, no pacing)
+        rps = requests_per_second
+        self._spacing = (_WINDOW + _WINDOW_MARGIN) / rps if rps else 0.0
         # Recent worst delay between passing the gate and the request leaving (decaying max):
         # a busy client can hold requests back after the gate and then send them bunched.
         self._send_lag = 0.0
@@ -169,9 +172,8 @@ class RequestGate:
         rate = self._current_dynamic_rate(now)
         if rate is not None:
             wait = max(wait, self._last_start + 1.0 / rate - now)
-        elif self.requests_per_second:
-            spacing = (_WINDOW + _WINDOW_MARGIN) / self.requests_per_second
-            wait = max(wait, self._paced_at - _PACE_BURST * spacing - now)
+        elif self._spacing:
+            wait = max(wait, self._paced_at - _PACE_BURST * self._spacing - now)
         return wait
 
     def _current_dynamic_rate(self, now: float) -> float | None:
@@ -187,9 +189,8 @@ class RequestGate:
 
     def _record_start(self, now: float) -> None:
         self._last_start = now
-        if self.requests_per_second:
-            spacing = (_WINDOW + _WINDOW_MARGIN) / self.requests_per_second
-            self._paced_at = max(self._paced_at, now) + spacing
+        if self._spacing:
+            self._paced_at = max(self._paced_at, now) + self._spacing
         self._starts.append(now)
         horizon = now - _WINDOW - _WINDOW_MARGIN - self._send_lag
         while self._starts and self._starts[0] <= horizon:
