@@ -256,7 +256,7 @@ def machine_note() -> str:
     import httpx
 
     load = os.getloadavg()
-    policy = ROOT / "gptunnel_async" / "poller" / "policy.py"
+    policy = ROOT / "gptunnel_async" / "_polling" / "policy.py"
     digest = hashlib.sha1(policy.read_bytes()).hexdigest()[:10]
     try:
         head = subprocess.run(
@@ -271,7 +271,7 @@ def machine_note() -> str:
     return (
         f"Python {platform.python_version()}, httpx {httpx.__version__}, "
         f"{os.cpu_count()} CPUs, load average at start {load[0]:.2f}; "
-        f"git HEAD {head}, poller/policy.py sha1 {digest}"
+        f"git HEAD {head}, _polling/policy.py sha1 {digest}"
     )
 
 

@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:
 from common import IMAGE_MODEL, VIDEO_MODEL, WIDE  # noqa: E402
 
 from gptunnel_async import AdaptivePolicy  # noqa: E402
-from gptunnel_async.poller.policy import TaskHint  # noqa: E402
+from gptunnel_async._polling.policy import TaskHint  # noqa: E402
 
 
 def run(policy: AdaptivePolicy, model: str, durations: list[float], k: int) -> tuple[float, float]:

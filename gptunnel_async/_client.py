@@ -24,6 +24,8 @@ import httpx
 
 from ._errors import APIConnectionError, APIResponseValidationError, APITimeoutError, GPTunnelError
 from ._logs import logger, redact, register_secret, unregister_secret
+from ._polling.limits import current_slot
+from ._polling.policy import AdaptivePolicy, PollPolicy
 from ._response import body_failure, decode_json, error_from_response
 from ._retry import (
     RequestKind,
@@ -35,8 +37,6 @@ from ._retry import (
 )
 from ._version import __version__
 from .download import Downloader, LinkPolicy, check_not_expired, result_url
-from .poller.limits import current_slot
-from .poller.policy import AdaptivePolicy, PollPolicy
 from .poller.scheduler import Poller
 from .resources.account import AccountResource
 from .resources.media import MediaResource
@@ -44,7 +44,7 @@ from .resources.midjourney import MidjourneyResource
 from .resources.tools import BGRemoverResource, FaceSwapResource
 
 if TYPE_CHECKING:
-    from .poller.limits import RequestGate
+    from ._polling.limits import RequestGate
     from .types.account import Balance, LLMModel
 
 DEFAULT_BASE_URL = "https://gptunnel.ru"

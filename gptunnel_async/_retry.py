@@ -24,6 +24,8 @@ from datetime import timezone
 import backoff
 import httpx
 
+from ._errors import APIConnectionError, APIStatusError
+
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
@@ -70,6 +72,13 @@ class RetryPolicy:
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.retry_after_cap)
         return backoff_delay
+
+
+def is_transient(error: BaseException) -> bool:
+    """An error worth polling through: connection trouble, timeouts, 408/409/425/429/5xx."""
+    if isinstance(error, APIConnectionError):
+        return True
+    return isinstance(error, APIStatusError) and (error.status_code or 0) in RETRYABLE_STATUSES
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ from hypothesis import strategies as st
 from gptunnel_async import AsyncGPTunnel, GPTunnelError, RetryPolicy
 from gptunnel_async._client import MAX_RESPONSE_BYTES
 from gptunnel_async._errors import APIResponseValidationError, APIStatusError
+from gptunnel_async._polling.policy import AdaptivePolicy
 from gptunnel_async._response import body_failure, decode_json, error_from_response, parse_model
-from gptunnel_async.poller.policy import AdaptivePolicy
 from gptunnel_async.types import (
     Balance,
     BGRemoverTask,

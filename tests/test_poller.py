@@ -314,7 +314,7 @@ async def test_generate_many_deadline_accounts_for_every_created_task() -> None:
 
 def test_policy_never_polls_before_the_earliest_plausible_finish() -> None:
     policy = AdaptivePolicy(jitter=0)
-    from gptunnel_async.poller.policy import TaskHint
+    from gptunnel_async._polling.policy import TaskHint
 
     assert policy.first_delay("google-imagen-3", TaskHint()) >= 4.5
     assert policy.first_delay("glabs-veo-3-1-fast", TaskHint()) >= 55
@@ -329,7 +329,7 @@ def test_policy_hits_its_delay_target_with_far_fewer_polls_than_a_fixed_loop() -
     """Simulated (no I/O): durations log-uniform 60–300 s, the issue's wide video spread."""
     import random
 
-    from gptunnel_async.poller.policy import TaskHint
+    from gptunnel_async._polling.policy import TaskHint
 
     rng = random.Random(5)
     policy = AdaptivePolicy(rng=random.Random(1))
@@ -356,7 +356,7 @@ def test_policy_hits_its_delay_target_with_far_fewer_polls_than_a_fixed_loop() -
 
 
 def test_policy_uses_progress_percent_to_aim_at_the_finish() -> None:
-    from gptunnel_async.poller.policy import TaskHint
+    from gptunnel_async._polling.policy import TaskHint
 
     policy = AdaptivePolicy(jitter=0)
     # at 20 s the task said 90 %: it should be done in ~2 s, so poll soon
@@ -376,8 +376,8 @@ def test_learning_counts_tasks_still_running_so_early_finishers_do_not_bias_it()
     """
     import random
 
+    from gptunnel_async._polling.policy import DurationModel
     from gptunnel_async.catalog import DurationPrior
-    from gptunnel_async.poller.policy import DurationModel
 
     rng = random.Random(3)
     durations = [math.exp(rng.uniform(math.log(60), math.log(300))) for _ in range(400)]
@@ -400,7 +400,7 @@ def test_learning_counts_tasks_still_running_so_early_finishers_do_not_bias_it()
 async def test_rate_budget_paces_starts_instead_of_sending_them_in_a_burst() -> None:
     """30 requests ready at once under R=100/s leave evenly, ~10.5 ms apart, not as one burst:
     a server counting arrivals by its own clock must never see more than R in any second."""
-    from gptunnel_async.poller.limits import RequestGate
+    from gptunnel_async._polling.limits import RequestGate
 
     gate = RequestGate(max_concurrency=30, requests_per_second=100)
     starts: list[float] = []

@@ -1,8 +1,8 @@
 """Polling many tasks at once: scheduler, schedule policy, shared limits, batch runs."""
 
+from .._polling.limits import RequestGate
+from .._polling.policy import AdaptivePolicy, FixedIntervalPolicy, PollPolicy, TaskHint
 from .batch import MediaRequest, generate_many
-from .limits import RequestGate
-from .policy import AdaptivePolicy, FixedIntervalPolicy, PollPolicy, TaskHint
 from .results import PollResult
 from .scheduler import Poller, PollerClosedError, PollerStats
 

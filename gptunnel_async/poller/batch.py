@@ -45,7 +45,7 @@ from .scheduler import Poller, PollerClosedError
 
 if TYPE_CHECKING:
     from .._client import AsyncGPTunnel
-    from .policy import PollPolicy
+    from .._polling.policy import PollPolicy
 
 _FIELDS = ("model", "prompt", "ar", "images", "tag")
 

@@ -32,12 +32,12 @@ from .._errors import (
     TaskTimeoutError,
 )
 from .._logs import logger
+from .._polling.limits import RequestGate
+from .._polling.policy import PollPolicy, TaskHint, report_running
+from .._retry import is_transient
 from .._validation import check_task_id
-from ..resources._waiting import is_transient
 from ..types._status import TaskState
 from .endpoints import TASK_KINDS, TaskKind, kind_of_task
-from .limits import RequestGate
-from .policy import PollPolicy, TaskHint, report_running
 from .results import PollResult
 
 if TYPE_CHECKING:

@@ -14,17 +14,15 @@ from typing import TYPE_CHECKING, Optional, Protocol, TypeVar
 import anyio
 
 from .._errors import (
-    APIConnectionError,
-    APIStatusError,
     GPTunnelError,
     InvalidInputError,
     TaskFailedError,
     TaskTimeoutError,
 )
 from .._logs import logger
-from .._retry import RETRYABLE_STATUSES
+from .._polling.policy import TaskHint, report_running
+from .._retry import is_transient
 from .._validation import check_task_id
-from ..poller.policy import TaskHint, report_running
 
 if TYPE_CHECKING:
     from .._client import AsyncGPTunnel
@@ -48,13 +46,6 @@ class Pollable(Protocol):
 
 
 T = TypeVar("T", bound=Pollable)
-
-
-def is_transient(error: BaseException) -> bool:
-    """An error worth polling through: connection trouble, timeouts, 408/409/425/429/5xx."""
-    if isinstance(error, APIConnectionError):
-        return True
-    return isinstance(error, APIStatusError) and (error.status_code or 0) in RETRYABLE_STATUSES
 
 
 def finish(task: T) -> T:

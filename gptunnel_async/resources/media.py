@@ -27,10 +27,10 @@ from ._waiting import wait_for_task
 
 if TYPE_CHECKING:
     from .._client import AsyncGPTunnel
+    from .._polling.limits import RequestGate
+    from .._polling.policy import PollPolicy
     from ..journal import Journal
     from ..poller.batch import BatchRun, RequestSource
-    from ..poller.limits import RequestGate
-    from ..poller.policy import PollPolicy
 
 CREATE_PATH = "/v1/media/create"
 RESULT_PATH = "/v1/media/result"

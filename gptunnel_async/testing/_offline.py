@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from .._client import AsyncGPTunnel
-from ..poller.policy import AdaptivePolicy
+from .._polling.policy import AdaptivePolicy
 from ._app import Emulator
 from ._config import EmulatorConfig
 from ._server import serve
