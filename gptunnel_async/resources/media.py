@@ -12,21 +12,19 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import httpx
 
 from .._errors import InvalidInputError
 from .._images import ImageInput, image_to_url
 from .._response import parse_model
 from .._retry import RequestKind
-from .._validation import check_json_value, check_media_create, check_task_id, check_text
+from .._validation import check_json_value, check_media_create, check_text
 from ..catalog import MODELS, SUNO_VERSIONS
 from ..types.account import GeneratedImage
 from ..types.media import MediaTask
-from ._waiting import wait_for_task
+from ._base import TaskResource
 
 if TYPE_CHECKING:
-    from .._client import AsyncGPTunnel
     from .._polling.limits import RequestGate
     from .._polling.policy import PollPolicy
     from ..journal import Journal
@@ -79,9 +77,12 @@ def check_suno_version(version: Any) -> str:
     return str(version)
 
 
-class MediaResource:
-    def __init__(self, client: AsyncGPTunnel) -> None:
-        self._client = client
+class MediaResource(TaskResource[MediaTask]):
+    """``client.media``: media generations (images, video, Suno music)."""
+
+    _task_type = MediaTask
+    _result_path = RESULT_PATH
+    _id_param = "task_id"
 
     async def create(
         self,
@@ -109,36 +110,7 @@ class MediaResource:
         max_retries: int | None = None,
     ) -> MediaTask:
         """Send an already validated create body (see ``build_create_body``)."""
-        started = anyio.current_time()
-        data = await self._client.request(
-            "POST",
-            CREATE_PATH,
-            json=body,
-            kind=RequestKind.CREATE,
-            gate=gate,
-            max_retries=max_retries,
-        )
-        task = parse_model(
-            MediaTask, data, method="POST", path=CREATE_PATH, may_have_been_created=True
-        )
-        task.mark_created(started)
-        return task.bind(self._client)
-
-    async def result(self, task_id: str) -> MediaTask:
-        """The task's current state (one request; reads are retried on transient errors)."""
-        return await self.fetch(task_id)
-
-    async def fetch(self, task_id: str, *, max_retries: int | None = None) -> MediaTask:
-        """``result`` with the retry count overridden (the poller passes 0: it retries itself)."""
-        check_task_id(task_id)
-        data = await self._client.request(
-            "GET",
-            RESULT_PATH,
-            params={"task_id": task_id},
-            task_id=task_id,
-            max_retries=max_retries,
-        )
-        return parse_model(MediaTask, data, method="GET", path=RESULT_PATH).bind(self._client)
+        return await self._create_task(CREATE_PATH, body, gate=gate, max_retries=max_retries)
 
     async def wait(
         self,
@@ -153,14 +125,8 @@ class MediaResource:
         plausible finish). Transient errors are polled through; ``TaskTimeoutError`` after
         ``timeout`` seconds (``None`` = no limit). Cancelling the caller stops the wait at once.
         """
-        return await wait_for_task(
-            self._client,
-            task,
-            MediaTask,
-            self.result,
-            timeout=timeout,
-            on_progress=on_progress,
-            resume_hint="client.media.wait(task_id)",
+        return await self._wait(
+            task, timeout=timeout, on_progress=on_progress, resume_hint="client.media.wait(task_id)"
         )
 
     def generate_many(

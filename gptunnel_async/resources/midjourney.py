@@ -17,18 +17,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, Union
 
-import anyio
-
 from .._errors import InvalidInputError
 from .._images import ImageInput, mask_to_base64
-from .._response import parse_model
-from .._retry import RequestKind
 from .._validation import check_task_id, check_text
 from ..types.midjourney import MidjourneyTask
-from ._waiting import wait_for_task
+from ._base import TaskResource
 
 if TYPE_CHECKING:
-    from .._client import AsyncGPTunnel
+    pass
 
 BASE = "/v1/midjourney"
 RESULT_PATH = f"{BASE}/result"
@@ -66,9 +62,11 @@ def _fmt_scale(value: float) -> str:
     return f"{value:g}x"
 
 
-class MidjourneyResource:
-    def __init__(self, client: AsyncGPTunnel) -> None:
-        self._client = client
+class MidjourneyResource(TaskResource[MidjourneyTask]):
+    """``client.midjourney``: imagine, the follow-up actions, and their results."""
+
+    _task_type = MidjourneyTask
+    _result_path = RESULT_PATH
 
     # -- create and read --
 
@@ -84,22 +82,6 @@ class MidjourneyResource:
         if use_wallet_balance is not None:
             body["useWalletBalance"] = bool(use_wallet_balance)
         return await self._create("imagine", body)
-
-    async def result(self, task_id: str) -> MidjourneyTask:
-        """The task's current state; while ``percent`` < 100, ``preview_url`` is a preview."""
-        return await self.fetch(task_id)
-
-    async def fetch(self, task_id: str, *, max_retries: int | None = None) -> MidjourneyTask:
-        """``result`` with the retry count overridden (the poller passes 0: it retries itself)."""
-        check_task_id(task_id)
-        data = await self._client.request(
-            "GET",
-            RESULT_PATH,
-            params={"taskId": task_id},
-            task_id=task_id,
-            max_retries=max_retries,
-        )
-        return parse_model(MidjourneyTask, data, method="GET", path=RESULT_PATH)
 
     # -- actions --
 
@@ -222,11 +204,8 @@ class MidjourneyResource:
         ``on_progress`` sees every unfinished state, with ``percent`` and (once it started)
         the intermediate ``preview_url``. The schedule uses ``percent`` to aim at the finish.
         """
-        return await wait_for_task(
-            self._client,
+        return await self._wait(
             task,
-            MidjourneyTask,
-            self.result,
             timeout=timeout,
             on_progress=on_progress,
             resume_hint="client.midjourney.wait(task_id)",
@@ -303,14 +282,4 @@ class MidjourneyResource:
         return body
 
     async def _create(self, endpoint: str, body: dict[str, Any]) -> MidjourneyTask:
-        path = f"{BASE}/{endpoint}"
-        started = anyio.current_time()
-        data = await self._client.request("POST", path, json=body, kind=RequestKind.CREATE)
-        task = parse_model(
-            MidjourneyTask, data, method="POST", path=path, may_have_been_created=True
-        )
-        if task.is_finished or task.percent > 0:
-            # A repeated action returns the task it already created: its age is unknown here.
-            return task
-        task.mark_created(started)
-        return task
+        return await self._create_task(f"{BASE}/{endpoint}", body)

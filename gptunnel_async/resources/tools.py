@@ -8,19 +8,11 @@ https URL. Results may be deleted after 3 days [doc]: download what you need to 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
-
-import anyio
+from typing import Any, ClassVar, TypeVar
 
 from .._images import ImageInput, check_webhook, image_to_url
-from .._response import parse_model
-from .._retry import RequestKind
-from .._validation import check_task_id
 from ..types.tools import BGRemoverTask, FaceSwapTask
-from ._waiting import wait_for_task
-
-if TYPE_CHECKING:
-    from .._client import AsyncGPTunnel
+from ._base import TaskResource
 
 #: FaceSwap takes 1-30 s [doc]; a wait gives up after this unless told otherwise.
 DEFAULT_WAIT_TIMEOUT = 600.0
@@ -28,40 +20,16 @@ DEFAULT_WAIT_TIMEOUT = 600.0
 T = TypeVar("T", FaceSwapTask, BGRemoverTask)
 
 
-class _ToolResource(Generic[T]):
-    """Create/result/wait for one ``/v1/<family>`` tool (shared by FaceSwap and BGRemover)."""
+class _ToolResource(TaskResource[T]):
+    """Create/wait for one ``/v1/<family>`` tool (shared by FaceSwap and BGRemover)."""
 
-    _family: str
-    _task_type: type[T]
-
-    def __init__(self, client: AsyncGPTunnel) -> None:
-        self._client = client
+    _family: ClassVar[str]
 
     async def _create(self, body: dict[str, Any], webhook: str | None) -> T:
         hook = check_webhook(webhook)
         if hook is not None:
             body["webhook"] = hook
-        path = f"/v1/{self._family}/create"
-        started = anyio.current_time()
-        data = await self._client.request("POST", path, json=body, kind=RequestKind.CREATE)
-        task = parse_model(
-            self._task_type, data, method="POST", path=path, may_have_been_created=True
-        )
-        task.mark_created(started)
-        return task
-
-    async def result(self, task_id: str) -> T:
-        """The task's current state (one request; reads are retried on transient errors)."""
-        return await self.fetch(task_id)
-
-    async def fetch(self, task_id: str, *, max_retries: int | None = None) -> T:
-        """``result`` with the retry count overridden (the poller passes 0: it retries itself)."""
-        check_task_id(task_id)
-        path = f"/v1/{self._family}/result"
-        data = await self._client.request(
-            "GET", path, params={"taskId": task_id}, task_id=task_id, max_retries=max_retries
-        )
-        return parse_model(self._task_type, data, method="GET", path=path)
+        return await self._create_task(f"/v1/{self._family}/create", body)
 
     async def wait(
         self,
@@ -71,11 +39,8 @@ class _ToolResource(Generic[T]):
         on_progress: Callable[[T], Awaitable[None] | None] | None = None,
     ) -> T:
         """Poll until the task finishes; ``TaskFailedError`` if it failed."""
-        return await wait_for_task(
-            self._client,
+        return await self._wait(
             task,
-            self._task_type,
-            self.result,
             timeout=timeout,
             on_progress=on_progress,
             resume_hint=f"client.{self._family}.wait(task_id)",
@@ -87,6 +52,7 @@ class FaceSwapResource(_ToolResource[FaceSwapTask]):
 
     _family = "faceswap"
     _task_type = FaceSwapTask
+    _result_path = "/v1/faceswap/result"
 
     async def create(
         self, source_image: ImageInput, face_image: ImageInput, webhook: str | None = None
@@ -114,6 +80,7 @@ class BGRemoverResource(_ToolResource[BGRemoverTask]):
 
     _family = "bgremover"
     _task_type = BGRemoverTask
+    _result_path = "/v1/bgremover/result"
 
     async def create(self, image: ImageInput, webhook: str | None = None) -> BGRemoverTask:
         """Start a background removal (billed)."""

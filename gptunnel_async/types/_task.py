@@ -49,12 +49,37 @@ class TaskBase(BaseModel):
         self._client = client
         return self
 
+    def file_views(self) -> list[TaskBase]:
+        """One task-like view per result file, each with its own ``url`` and an ``id`` that
+        names its file. Most tasks have one file (themselves); a Suno task has one per track."""
+        return [self]
+
     async def download(self, destination: Union[str, os.PathLike[str]], **kwargs: Any) -> Path:
-        """Save the result file (see ``AsyncGPTunnel.download``); returns its path."""
+        """Save the result file (see ``AsyncGPTunnel.download``); returns its path.
+
+        A task with several files (a Suno song: one per track) saves every one of them, as
+        ``download_all`` does, and returns the first one's path.
+        """
+        return (await self.download_all(destination, **kwargs))[0]
+
+    async def download_all(
+        self, destination: Union[str, os.PathLike[str]], **kwargs: Any
+    ) -> list[Path]:
+        """Save every result file; returns their paths, in order.
+
+        With one file this is ``download``. With several, a folder ``destination`` receives
+        ``<task id>_track<N>.<ext>``, and a file name ``song.mp3`` becomes ``song_track<N>.mp3``.
+        """
         if self._client is None:
             raise RuntimeError("this task is not bound to a client: use client.download(task, ...)")
-        path: Path = await self._client.download(self, destination, **kwargs)
-        return path
+        views = self.file_views()
+        if len(views) == 1:
+            return [await self._client.download(views[0], destination, **kwargs)]
+        paths: list[Path] = []
+        for view in views:
+            target = _per_file(destination, view.id[len(self.id) :])
+            paths.append(await self._client.download(view, target, **kwargs))
+        return paths
 
     @property
     def state(self) -> TaskState:
@@ -84,3 +109,13 @@ class TaskBase(BaseModel):
                 if isinstance(message, str) and message:
                     return message
         return f"status {self.status!r}"
+
+
+def _per_file(destination: Union[str, os.PathLike[str]], tag: str) -> Union[str, Path]:
+    """Where one of several files goes: a folder stays a folder (the view's id names the file);
+    a file name gets ``tag`` before its suffix."""
+    text = os.fspath(destination)
+    if text.endswith(("/", os.sep)) or Path(text).is_dir():
+        return text
+    path = Path(text)
+    return path.with_name(f"{path.stem}{tag}{path.suffix}")

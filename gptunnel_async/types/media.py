@@ -95,6 +95,17 @@ class MediaTask(TaskBase):
                 links.append(track.audio_url)
         return links
 
+    def file_views(self) -> list[TaskBase]:
+        """A Suno task's tracks, one view each (``<id>_track<N>``); else the task itself."""
+        tracks = [t.audio_url for t in self.result or [] if t.audio_url]
+        if len(tracks) < 2:
+            link = self.url or (tracks[0] if tracks else None)
+            return [self if link == self.url else self.model_copy(update={"url": link})]
+        return [
+            self.model_copy(update={"id": f"{self.id}_track{n}", "url": link})
+            for n, link in enumerate(tracks, start=1)
+        ]
+
     @property
     def expires_at(self) -> Optional[datetime]:
         """Earliest moment the result link may stop working (48 h after creation, a safe bound).
