@@ -158,7 +158,7 @@ class CampaignEmulator(Emulator):
                     "fate": task.fate,
                     "status": task.status(now),
                     "ext": task.ext,
-                    "size": len(content(task.id, task.ext)),
+                    "size": len(content(task, task.ext)),
                     "dead_link": dead.get(task.id),
                     "link_expired": now >= task.link_expires_at(),
                 }

@@ -1,21 +1,26 @@
-"""Tiny but valid result files, generated in pure Python, and the links that serve them.
+"""The emulator's result files, and the links that serve them.
 
-The bytes only need to be real enough for a client to check magic numbers, content types and
-lengths, and to save them; they are built once (PNG per colour) and cached.
+Each file is small but real, and drawn from its task: a picture of the prompt (PNG or lossless
+WebP, ``_pictures``), a two-second H.264 MP4 of the same scene (``_video``), a short MP3 tune
+(``_audio``), so a newcomer opening an offline result sees or hears that it worked and two
+prompts give two different files. The content type always matches the bytes.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
+import re
 import struct
 import zlib
 from functools import lru_cache
 from typing import Final
 
+from ._audio import tune
 from ._http import Response
+from ._pictures import PNG_SIGNATURE, picture
 from ._state import Task
+from ._video import clip
 
 CONTENT_TYPES: Final = {
     "png": "image/png",
@@ -23,9 +28,9 @@ CONTENT_TYPES: Final = {
     "mp4": "video/mp4",
     "mp3": "audio/mpeg",
 }
-PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
-#: A known-valid 1x1 lossless WebP (RIFF/WEBP/VP8L).
+#: A known-valid 1x1 lossless WebP (RIFF/WEBP/VP8L): a tiny image for tests to upload.
 WEBP_1X1: Final = base64.b64decode("UklGRhoAAABXRUJQVlA4TA0AAAAvAAAAEAcQERGIiP4HAA==")
+_AR_IN_PROMPT: Final = re.compile(r"--ar\s+(\d+:\d+)")
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -34,7 +39,7 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 @lru_cache(maxsize=256)
 def png(rgb: tuple[int, int, int], size: int = 8) -> bytes:
-    """A solid ``size``x``size`` RGB PNG."""
+    """A solid ``size``x``size`` RGB PNG (an input image for tests: masks, uploads)."""
     header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
     row = b"\x00" + bytes(rgb) * size
     return (
@@ -45,48 +50,26 @@ def png(rgb: tuple[int, int, int], size: int = 8) -> bytes:
     )
 
 
-def _box(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", 8 + len(payload)) + kind + payload
+def _subject(task: Task) -> str:
+    """What a task's files depict: its prompt, its model and, for Midjourney, its action."""
+    return f"{task.model}|{task.type}|{task.prompt}"
 
 
-@lru_cache(maxsize=1)
-def mp4() -> bytes:
-    """ftyp + moov/mvhd (1 s at timescale 1000) + an empty-ish mdat."""
-    ftyp = _box(b"ftyp", b"isom" + struct.pack(">I", 512) + b"isomiso2avc1mp41")
-    matrix = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
-    mvhd = _box(
-        b"mvhd",
-        struct.pack(">IIIII", 0, 0, 0, 1000, 1000)
-        + struct.pack(">IH", 0x00010000, 0x0100)
-        + b"\x00" * 10
-        + matrix
-        + b"\x00" * 24
-        + struct.pack(">I", 2),
-    )
-    return ftyp + _box(b"moov", mvhd) + _box(b"mdat", b"\x00" * 16)
+def _aspect(task: Task) -> str | None:
+    ar = task.args.get("ar")
+    if isinstance(ar, str):
+        return ar
+    found = _AR_IN_PROMPT.search(task.prompt)
+    return found.group(1) if found else None
 
 
-@lru_cache(maxsize=1)
-def mp3() -> bytes:
-    """Ten silent MPEG-1 Layer III frames (128 kbit/s, 44.1 kHz, 417 bytes each)."""
-    frame = b"\xff\xfb\x90\x00" + b"\x00" * 413
-    return frame * 10
-
-
-def colour_of(task_id: str) -> tuple[int, int, int]:
-    digest = hashlib.blake2s(task_id.encode(), digest_size=3).digest()
-    return digest[0], digest[1], digest[2]
-
-
-def content(task_id: str, ext: str) -> bytes:
-    """The bytes of a result file for a task and extension."""
-    if ext == "png":
-        return png(colour_of(task_id))
-    if ext == "webp":
-        return WEBP_1X1
+def content(task: Task, ext: str, suffix: str = "result") -> bytes:
+    """The bytes of one of a task's files (``suffix`` tells Suno's tracks apart)."""
+    if ext in ("png", "webp"):
+        return picture(_subject(task), ext, _aspect(task))
     if ext == "mp4":
-        return mp4()
-    return mp3()
+        return clip(_subject(task))
+    return tune(f"{_subject(task)}|{suffix}")
 
 
 def link(base_url: str, task: Task, suffix: str = "result", ext: str | None = None) -> str:
@@ -129,7 +112,7 @@ def serve_file(task: Task | None, suffix: str, ext: str, now: float) -> Response
         return missing
     if now >= task.link_expires_at():
         return s3_error(403, "AccessDenied", "Request has expired")
-    return Response(200, content(task.id, ext), [("content-type", CONTENT_TYPES[ext])])
+    return Response(200, content(task, ext, suffix), [("content-type", CONTENT_TYPES[ext])])
 
 
 def _has_file(task: Task, suffix: str, ext: str) -> bool:

@@ -120,6 +120,8 @@ async def create(call: Call) -> Response:
     if spec.id == "google-imagen-3" and body.get("ar"):
         echoed = f"{prompt} --ar {body['ar']}"
     args: dict[str, Any] = {}
+    if isinstance(body.get("ar"), str):
+        args["ar"] = body["ar"]  # the result picture's shape
     if suno:
         keys = ("prompt", "lyric", "title", "tags", "version")
         args["input"] = {k: body[k] for k in keys if body.get(k) is not None}
@@ -240,6 +242,7 @@ async def generate(call: Call) -> Response:
         cost=cost,
         link_ttl=store.config.generate_link_ttl,
         now=call.now,
+        args={"ar": body["aspect_ratio"]} if isinstance(body.get("aspect_ratio"), str) else {},
     )
     store.charge(cost)
     call.counters.on_create(GENERATE_ROUTE, body["prompt"])

@@ -51,7 +51,7 @@ async def test_download_without_auth(
     offset, sig = magic
     assert r.content[offset : offset + len(sig)] == sig
     if ctype == "image/png":
-        assert len(_png_pixels(r.content)) == 8 * (1 + 8 * 3)
+        assert len(_png_pixels(r.content)) == 96 * (1 + 96 * 3)
     if ctype == "image/webp":
         assert r.content[8:16] == b"WEBPVP8L"
     if ctype == "video/mp4":
