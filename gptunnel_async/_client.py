@@ -25,7 +25,7 @@ import httpx
 from ._errors import APIConnectionError, APIResponseValidationError, APITimeoutError, GPTunnelError
 from ._logs import logger, redact, register_secret, unregister_secret
 from ._polling.limits import current_slot
-from ._polling.policy import AdaptivePolicy, PollPolicy
+from ._polling.policy import AdaptivePolicy, PollPolicy, follow_emulator_clock
 from ._response import body_failure, decode_json, error_from_response
 from ._retry import (
     RequestKind,
@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from .types.account import Balance, LLMModel
 
 DEFAULT_BASE_URL = "https://gptunnel.ru"
+#: The emulator's speed-up over real time, in every answer (honoured on loopback only).
+TIME_SCALE_HEADER = "x-gptunnel-emulator-time-scale"
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 DEFAULT_MAX_RETRIES = 2
 DEFAULT_MAX_CONNECTIONS = 16
@@ -157,6 +159,10 @@ class AsyncGPTunnel:
         }
         #: The schedule every wait and poller of this client shares (and teaches).
         self.poll_policy: PollPolicy = poll_policy or AdaptivePolicy()
+        # An emulator on loopback announces its clock; the client's own schedule follows it.
+        self._follows_emulator_clock = poll_policy is None and is_loopback_host(
+            urlsplit(self.base_url).hostname or ""
+        )
         self.media = MediaResource(self)
         self.midjourney = MidjourneyResource(self)
         self.faceswap = FaceSwapResource(self)
@@ -385,6 +391,8 @@ class AsyncGPTunnel:
             raise error
         elapsed_ms = (time.perf_counter() - started) * 1000
         status = response.status_code
+        if self._follows_emulator_clock and TIME_SCALE_HEADER in response.headers:
+            follow_emulator_clock(self.poll_policy, response.headers[TIME_SCALE_HEADER])
         logger.debug("%s %s → %d in %.0f ms", method, path, status, elapsed_ms)
         if status < 300:
             try:

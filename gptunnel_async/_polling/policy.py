@@ -531,6 +531,23 @@ class AdaptivePolicy:
         self.model_stats(model).running(since, elapsed)
 
 
+def follow_emulator_clock(policy: PollPolicy, announced: str) -> None:
+    """Run an ``AdaptivePolicy`` at the clock an emulator announced (its time scale).
+
+    A change restarts what it learnt: durations measured at another clock would mislead it.
+    Anything but a finite positive number is ignored.
+    """
+    try:
+        scale = float(announced)
+    except ValueError:
+        return
+    if not isinstance(policy, AdaptivePolicy) or not 0 < scale < math.inf:
+        return
+    if scale != policy.clock_scale:
+        policy.clock_scale = scale
+        policy._models.clear()
+
+
 def _kind(model_id: str) -> ModelKind:
     spec = get_model(model_id)
     return spec.kind if spec else kind_of(model_id)

@@ -18,7 +18,7 @@ from ._context import Call
 from ._counters import Counters
 from ._faults import Decision, Faults
 from ._files import serve_file
-from ._http import DROP, Drop, Request, Response, error_response
+from ._http import DROP, TIME_SCALE_HEADER, Drop, Request, Response, error_response
 from ._routes import ROUTES
 from ._state import Task, TaskStore
 
@@ -102,9 +102,12 @@ class Emulator:
         counters.enter()
         try:
             decision = self.faults.decide(request.method, request.path, now)
-            return await self._apply(decision, request, api=True)
+            answer = await self._apply(decision, request, api=True)
         finally:
             counters.leave()
+        if isinstance(answer, Response):  # so a client on loopback polls at this pace
+            answer.headers.append((TIME_SCALE_HEADER, f"{self.config.time_scale:g}"))
+        return answer
 
     async def _apply(self, decision: Decision, request: Request, *, api: bool) -> Response | Drop:
         if decision.kind in ("drop", "status"):

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 JSON_TYPE: Final = "application/json; charset=utf-8"
+#: Every API answer announces the emulator's clock (its time scale) here, so a client on
+#: loopback can poll at its pace. Re-stated apart from the SDK's constant, like every rule.
+TIME_SCALE_HEADER: Final = "x-gptunnel-emulator-time-scale"
 
 _ERROR_TYPES: Final = {
     400: "invalid_request_error",
