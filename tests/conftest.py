@@ -9,6 +9,10 @@ import os
 
 import pytest
 
+# pytester runs the pytest plugin's own tests; the plugin itself is loaded here as well as by
+# its entry point, so the suite runs from a checkout that was never installed.
+pytest_plugins = ["pytester", "gptunnel_async.testing.pytest_plugin"]
+
 _BACKENDS = [
     b.strip()
     for b in os.environ.get("GPTUNNEL_TEST_BACKENDS", "asyncio,trio").split(",")

@@ -36,12 +36,15 @@ class DurationDist:
         return math.exp(rng.uniform(math.log(self.lo), math.log(self.hi)))
 
 
+#: Default task durations in emulator seconds (log-uniform between the bounds), by model kind:
+#: images 5-60 s, videos 60-300 s, audio (Suno) 30-120 s. Unknown models count as images.
 IMAGE = DurationDist(5.0, 60.0)
 VIDEO = DurationDist(60.0, 300.0)
 AUDIO = DurationDist(30.0, 120.0)
 _BY_KIND = {"image": IMAGE, "video": VIDEO, "audio": AUDIO}
 
-#: Defaults for non-media task families (keys usable in ``EmulatorConfig.durations`` too).
+#: Defaults for non-media task families (keys usable in ``EmulatorConfig.durations`` too):
+#: Midjourney 30-90 s (an upsample 5-15 s), FaceSwap 1-30 s, BGRemover 1-10 s.
 FAMILY_DURATIONS: dict[str, DurationDist] = {
     "midjourney": DurationDist(30.0, 90.0),
     "midjourney/upsample": DurationDist(5.0, 15.0),
@@ -63,26 +66,41 @@ MJ_COSTS: dict[str, float] = {
 
 @dataclass
 class EmulatorConfig:
-    """Build-time settings. Costs and durations are looked up by model id or family key.
+    """Build-time settings of an :class:`Emulator` (runtime knobs live in ``emu.faults``).
 
-    Keys for ``durations``/``costs``: a media model id, ``"midjourney"`` (all MJ actions),
-    ``"midjourney/<action>"``, ``"faceswap"``, ``"bgremover"``.
+    Times are in *emulator* seconds, divided by ``time_scale`` to get real seconds. Keys of
+    ``durations`` and ``costs``: a media model id (``"google-imagen-3"``), ``"midjourney"``
+    (every Midjourney action) or ``"midjourney/<action>"``, ``"faceswap"``, ``"bgremover"``.
     """
 
+    #: Accepted API keys (raw or ``Bearer``); ``None`` accepts any non-empty key.
     api_keys: set[str] | None = None
+    #: Emulator seconds per real second: 20 makes a 60 s video take 3 s. Announced to clients.
     time_scale: float = 1.0
+    #: Seeds task durations, ids and fault draws, for repeatable runs.
     seed: int | None = None
+    #: Duration overrides by model id or family key (see ``DurationDist.fixed``).
     durations: dict[str, DurationDist] = field(default_factory=dict)
+    #: Cost overrides by model id or family key; Midjourney actions cost 18 (upsample 0).
     costs: dict[str, float] = field(default_factory=dict)
+    #: What any other create costs.
     default_cost: float = 1.0
+    #: Starting balances; a create the balance cannot pay is answered 402.
     org_balance: float = 1_000_000.0
     wallet_balance: float = 1_000_000.0
+    #: How far below zero the organisation may go (``/v1/balance``'s ``creditLimit``).
     credit_limit: float = 0.0
     org_id: str = "emulator-org"
+    #: How long result links of ``/media/create`` tasks live after the task ends (48 h).
     link_ttl: float = 48 * 3600.0
+    #: The same for ``/media/generate`` images (24 h).
     generate_link_ttl: float = 24 * 3600.0
+    #: Share of its duration a task stays ``idle`` before ``processing``.
     processing_after: float = 0.1
+    #: Real seconds of tolerance before a request during a 429 pause counts as a
+    #: ``Retry-After`` violation.
     retry_after_grace: float = 0.05
+    #: At most this many request arrival times are kept for the rate counters.
     max_arrivals: int = 2_000_000
 
     def __post_init__(self) -> None:
