@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import anyio
@@ -58,6 +58,20 @@ MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 
 API_KEY_ENV = "GPTUNNEL_API_KEY"
 BASE_URL_ENV = "GPTUNNEL_BASE_URL"
+
+
+class WriteAhead(Protocol):
+    """Told by the request path where a create stands, so a journal can record it in time.
+
+    ``on_wire`` is awaited after every local wait (gate, 429 pause, pacing, connection limit)
+    and immediately before the create's bytes leave; if it raises, nothing is sent.
+    ``not_sent`` is awaited as soon as the server certainly did not process the create (429,
+    connection refused, an error answer) — before any retry wait.
+    """
+
+    async def on_wire(self) -> None: ...
+
+    async def not_sent(self) -> None: ...
 
 
 class ConfigurationError(GPTunnelError, ValueError):
@@ -304,6 +318,7 @@ class AsyncGPTunnel:
         max_retries: int | None = None,
         gate: RequestGate | None = None,
         timeout: httpx.Timeout | None = None,
+        write_ahead: WriteAhead | None = None,
     ) -> Any:
         """Send one API request (retrying what is safe) and return its decoded JSON body.
 
@@ -314,6 +329,7 @@ class AsyncGPTunnel:
         poller passes 0 and schedules its own retries). A ``gate`` (a poller's shared limits)
         is held for each attempt, not while waiting, and learns of every 429 so that all
         requests behind it pause. ``timeout`` replaces the client's timeout for this request.
+        ``write_ahead`` (creates) learns when each attempt leaves and when it certainly did not.
         """
         if self._closed:
             raise GPTunnelError("this AsyncGPTunnel client is closed")
@@ -326,8 +342,12 @@ class AsyncGPTunnel:
             slot: AbstractAsyncContextManager[None] = gate.slot() if gate else nullcontext()
             try:
                 async with slot:
-                    return await self._send_once(method, path, params, json, kind, task_id, timeout)
+                    return await self._send_once(
+                        method, path, params, json, kind, task_id, timeout, write_ahead
+                    )
             except _Retryable as retryable:
+                if write_ahead is not None:  # only "certainly not processed" is retryable here
+                    await write_ahead.not_sent()
                 rate_limited = retryable.error.status_code == 429
                 if gate is not None and rate_limited:
                     gate.rate_limited(retryable.retry_after)
@@ -342,6 +362,10 @@ class AsyncGPTunnel:
                     method, path, delay, attempt, retryable.reason,
                 )  # fmt: skip
                 await anyio.sleep(delay)
+            except GPTunnelError as error:
+                if write_ahead is not None and not getattr(error, "may_have_been_created", True):
+                    await write_ahead.not_sent()
+                raise
 
     async def _send_once(
         self,
@@ -352,6 +376,7 @@ class AsyncGPTunnel:
         kind: RequestKind,
         task_id: str | None,
         timeout: httpx.Timeout | None = None,
+        write_ahead: WriteAhead | None = None,
     ) -> Any:
         url = self.base_url + path
         # A per-request timeout (e.g. the blocking /media/generate); else the client's own.
@@ -364,6 +389,12 @@ class AsyncGPTunnel:
         async with self._gate():
             if slot is not None:  # queued behind our own limiter: a 429 may have come since
                 await slot.gate.wait_out_pause()
+            if write_ahead is not None:  # every local wait is behind us: journal, then send
+                await write_ahead.on_wire()
+                while slot is not None and slot.gate.paused_until > anyio.current_time():
+                    await write_ahead.not_sent()  # a 429 came meanwhile: wait it out first
+                    await slot.gate.wait_out_pause()
+                    await write_ahead.on_wire()
             try:
                 # A create that has left is allowed to finish even if the caller is being
                 # cancelled (bounded by the request timeouts): abandoning it mid-flight would

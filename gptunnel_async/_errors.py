@@ -158,6 +158,14 @@ class CreateOutcomeUnknownError(GPTunnelError):
     """
 
 
+class JournalError(GPTunnelError):
+    """The journal cannot be opened or written: a batch must not run without its record."""
+
+
+class JournalInUseError(JournalError):
+    """Another live run owns this journal; two runs on one record could pay twice."""
+
+
 class TaskFailedError(GPTunnelError):
     """The server reports that the task failed (or was cancelled)."""
 

@@ -39,8 +39,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from gptunnel_async import AsyncGPTunnel  # noqa: E402
-from gptunnel_async.journal import SQLiteJournal  # noqa: E402
 from gptunnel_async.poller import AdaptivePolicy, generate_many  # noqa: E402
+from gptunnel_async.stores import SQLiteJournal  # noqa: E402
 from reliability._common import (  # noqa: E402
     EXPIRED,
     FAILED,

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -11,9 +17,16 @@ from typing import Any
 import anyio
 import pytest
 
-from gptunnel_async import AdaptivePolicy, AsyncGPTunnel, CreateOutcomeUnknownError
-from gptunnel_async.journal import JournalRecord, SQLiteJournal, State, body_digest
+from gptunnel_async import (
+    AdaptivePolicy,
+    AsyncGPTunnel,
+    CreateOutcomeUnknownError,
+    GPTunnelError,
+    TaskFailedError,
+)
+from gptunnel_async._errors import JournalError, JournalInUseError
 from gptunnel_async.poller.results import PollResult
+from gptunnel_async.stores import SQLiteJournal, State, body_digest
 from gptunnel_async.testing import DurationDist, Emulator, EmulatorConfig, serve
 
 pytestmark = pytest.mark.anyio
@@ -54,16 +67,20 @@ def files(tmp: Path) -> list[Path]:
 async def test_sqlite_journal_round_trip_and_reopen(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite"
     journal = SQLiteJournal(path)
-    await journal.sending("k#0", 0, {"model": "m", "prompt": "p"})
-    await journal.update("k#0", "created", task_id="a" * 24, kind="media")
-    await journal.sending("k#1", 1, {"model": "m", "prompt": "q"})
+    assert (await journal.claim("k#0", 0, {"model": "m", "prompt": "p"})).won
+    await journal.mark_on_wire("k#0")
+    await journal.record("k#0", "created", task_id="a" * 24, kind="media")
+    assert (await journal.claim("k#1", 1, {"model": "m", "prompt": "q"})).won
     await journal.aclose()
     reopened = SQLiteJournal(path)
-    assert await reopened.get("k#0") == JournalRecord("k#0", 0, "created", "a" * 24, "media")
-    assert [r.state for r in await reopened.records()] == ["created", "sending"]
+    record = await reopened.get("k#0")
+    assert record is not None and (record.state, record.task_id) == ("created", "a" * 24)
+    assert [r.state for r in await reopened.records()] == ["created", "claimed"]
     assert await reopened.get("missing") is None
     with pytest.raises(ValueError, match="unknown journal fields"):
-        await reopened.update("k#0", "done", colour="red")
+        await reopened.record("k#0", "done", colour="red")
+    with pytest.raises(ValueError, match="writes outcomes"):
+        await reopened.record("k#0", "sending")
     await reopened.aclose()
 
 
@@ -87,20 +104,22 @@ async def test_a_batch_with_journal_and_downloads_saves_every_file(tmp_path: Pat
     assert sum(emu.counters.creates_by_prompt.values()) == 12
 
 
-async def test_the_request_is_journaled_before_its_create_is_sent(tmp_path: Path) -> None:
-    seen_at_sending: list[int] = []
+async def test_a_create_is_marked_on_the_wire_just_before_it_is_sent(tmp_path: Path) -> None:
+    seen_on_wire: list[int] = []
 
     class Spy(SQLiteJournal):
-        async def sending(self, key: str, index: int, body: Mapping[str, Any]) -> None:
-            seen_at_sending.append(emu.counters.creates_by_prompt[body["prompt"]])
-            await super().sending(key, index, body)
+        async def mark_on_wire(self, key: str) -> None:
+            seen_on_wire.append(sum(emu.counters.creates_by_prompt.values()))
+            await super().mark_on_wire(key)
 
     async with emulator() as (emu, url), client_for(url) as client:
         journal = Spy(tmp_path / "j.sqlite")
-        async with client.media.generate_many(prompts(5), journal=journal) as run:
+        async with client.media.generate_many(
+            prompts(5), journal=journal, max_concurrency=1
+        ) as run:
             assert len([r async for r in run]) == 5
         await journal.aclose()
-    assert seen_at_sending == [0] * 5
+    assert seen_on_wire == [0, 1, 2, 3, 4]  # each one before its own create, after the last
 
 
 async def test_a_cut_off_batch_resumes_without_creating_or_fetching_twice(tmp_path: Path) -> None:
@@ -122,8 +141,8 @@ async def test_a_cut_off_batch_resumes_without_creating_or_fetching_twice(tmp_pa
     ]
     assert emu.counters.creates_by_prompt == Counter({r["prompt"]: 1 for r in reqs})
     assert len(files(tmp_path)) == 30
-    resumed_saved = [r for r in results if r.from_journal]
-    assert len(resumed_saved) == saved_first
+    # every task the first run created comes back marked as resumed, re-polled or not
+    assert sum(r.from_journal for r in results) == created_first
     # files saved by the first run were not fetched again
     assert emu.counters.requests_by_route["GET /files"] - file_requests_first == 30 - saved_first
 
@@ -163,9 +182,11 @@ async def test_a_deleted_file_is_fetched_again_without_a_new_create(tmp_path: Pa
         first = await run_batch(url, reqs, tmp_path)
         assert first[0].path is not None
         first[0].path.unlink()
+        fetched = emu.counters.requests_by_route["GET /files"]
         second = await run_batch(url, reqs, tmp_path)
+        assert emu.counters.requests_by_route["GET /files"] - fetched == 1
     assert all(r.ok for r in second) and len(files(tmp_path)) == 2
-    assert sum(1 for r in second if r.from_journal) == 1
+    assert all(r.from_journal for r in second)
     assert emu.counters.creates_by_prompt == Counter({r["prompt"]: 1 for r in reqs})
 
 
@@ -180,7 +201,7 @@ async def test_identical_prompts_stay_separate_tasks_across_resume(tmp_path: Pat
 
 def test_state_names_are_the_documented_ones() -> None:
     assert set(State.__args__) == {  # type: ignore[attr-defined]
-        "sending", "created", "rejected", "unknown", "done", "failed", "saved",
+        "claimed", "sending", "created", "rejected", "unknown", "done", "failed", "saved",
     }  # fmt: skip
 
 
@@ -192,3 +213,198 @@ async def test_a_rerun_removes_temporaries_a_killed_run_left_behind(tmp_path: Pa
         results = await run_batch(url, prompts(2), tmp_path)
     assert all(r.ok for r in results)
     assert not list(out.glob("*.part")) and len(files(tmp_path)) == 2
+
+
+def journal_states_now(path: Path) -> Counter[str]:
+    """The rows' states as another reader sees them (what a kill at this moment would leave)."""
+    with sqlite3.connect(path) as conn:
+        return Counter(state for (state,) in conn.execute("SELECT state FROM requests"))
+
+
+async def test_a_kill_during_a_429_pause_loses_nothing_and_pays_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    """Requests waiting out a 429 are 'claimed', not 'sending': a kill leaves no unknowns."""
+    reqs = prompts(8)
+    journal = tmp_path / "journal.sqlite"
+    async with emulator() as (emu, url):
+        emu.faults.script("POST /v1/media/create", ["pass"] * 3 + [(429, {"Retry-After": "30"})])
+        with anyio.fail_after(20):
+            async with (
+                client_for(url) as client,
+                client.media.generate_many(
+                    reqs, journal=journal, max_concurrency=2, create_retries=5
+                ) as run,
+            ):
+                # wait until the 429 has come and every create is back to waiting
+                while (  # noqa: ASYNC110 (two conditions, no event to wait on)
+                    emu.counters.responses_by_status[429] < 1
+                    or (journal_states_now(journal)["sending"])
+                ):
+                    await anyio.sleep(0.01)
+                states = journal_states_now(journal)
+                run.poller.close()  # "the process dies" (a cancellation leaves the same)
+        assert states["sending"] == 0 and states["claimed"] >= 1, states
+        assert sum(emu.counters.creates_by_prompt.values()) == 3
+
+        results = await run_batch(url, reqs, tmp_path)
+    assert all(r.ok for r in results), [str(r.error) for r in results if not r.ok]
+    assert emu.counters.creates_by_prompt == Counter({r["prompt"]: 1 for r in reqs})
+
+
+async def test_a_second_run_on_a_journal_in_use_is_refused_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    first = SQLiteJournal(path)
+    await first.acquire()
+    try:
+        async with emulator() as (emu, url), client_for(url) as client:
+            batch = client.media.generate_many(prompts(2), journal=path)
+            with pytest.raises(JournalInUseError, match=rf"pid {os.getpid()}\b"):
+                await batch.__aenter__()
+        assert emu.counters.creates_total == 0
+    finally:
+        await first.aclose()
+    second = SQLiteJournal(path)  # given up: the next run may take it
+    await second.acquire()
+    await second.aclose()
+
+
+def test_a_journal_whose_owner_was_killed_is_taken_over(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_JOURNAL, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+
+        async def try_acquire() -> None:
+            journal = SQLiteJournal(path)
+            try:
+                await journal.acquire()
+            finally:
+                await journal.aclose()
+
+        with pytest.raises(JournalInUseError, match=rf"in use by pid {holder.pid} "):
+            anyio.run(try_acquire)
+        holder.send_signal(signal.SIGKILL)  # our own child, by pid
+        holder.wait(10)
+        anyio.run(try_acquire)  # the kernel released the dead owner's lock
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(10)
+        if holder.stdout is not None:
+            holder.stdout.close()
+
+
+HOLD_JOURNAL = """
+import sys, time, anyio
+from gptunnel_async.stores import SQLiteJournal
+async def main():
+    journal = SQLiteJournal(sys.argv[1])
+    await journal.acquire()
+    print("held", flush=True)
+    await anyio.sleep(60)
+anyio.run(main)
+"""
+
+
+async def test_a_claim_is_won_by_one_handle_only_even_without_the_lock(tmp_path: Path) -> None:
+    """The row-level compare-and-set holds by itself (a shared store relies on it)."""
+
+    class Unlocked(SQLiteJournal):
+        def _take_lock(self) -> None:
+            pass
+
+    path = tmp_path / "journal.sqlite"
+    handles = [Unlocked(path) for _ in range(4)]
+    wins: list[str] = []
+
+    async def claim(handle: SQLiteJournal, key: str) -> None:
+        if (await handle.claim(key, 0, {"prompt": key})).won:
+            wins.append(key)
+
+    try:
+        for handle in handles:
+            await handle.acquire()
+        async with anyio.create_task_group() as tg:
+            for key in ("a#0", "b#0", "c#0"):
+                for handle in handles:
+                    tg.start_soon(claim, handle, key)
+    finally:
+        for handle in handles:
+            await handle.aclose()
+    assert sorted(wins) == ["a#0", "b#0", "c#0"]
+
+
+async def test_a_journal_location_that_is_a_url_is_refused_without_its_password(
+    tmp_path: Path,
+) -> None:
+    async with emulator() as (emu, url), client_for(url) as client:
+        with pytest.raises(JournalError, match="postgresql:// URL") as caught:
+            async with client.media.generate_many(
+                prompts(1), journal="postgresql://user:s3cret@127.0.0.1/db"
+            ):
+                pass
+    assert "s3cret" not in str(caught.value)
+    assert not await anyio.Path("postgresql:").exists()
+    assert emu.counters.creates_total == 0
+
+
+async def test_a_task_the_server_no_longer_knows_is_reported_once_not_polled_for_ever(
+    tmp_path: Path,
+) -> None:
+    reqs = prompts(2)
+    async with emulator() as (_, url):
+        first = await run_batch(url, reqs, tmp_path / "a")
+    assert all(r.ok for r in first)
+    for path in (tmp_path / "a" / "out").iterdir():
+        path.unlink()  # files gone: a rerun must poll the tasks again
+    async with emulator() as (emu, url):  # another server: it never heard of those tasks
+        second = await run_batch(url, reqs, tmp_path / "a")
+        polls = emu.counters.requests_by_route["GET /v1/media/result"]
+        third = await run_batch(url, reqs, tmp_path / "a")
+        assert emu.counters.requests_by_route["GET /v1/media/result"] == polls
+        assert emu.counters.creates_total == 0
+    for result in second + third:
+        assert not result.ok and result.from_journal
+        assert isinstance(result.error, TaskFailedError)
+        assert "does not know task" in str(result.error) and "\n" not in str(result.error)
+
+
+async def test_a_full_disk_fails_its_requests_one_line_each_and_the_batch_goes_on(
+    tmp_path: Path,
+) -> None:
+    reqs = prompts(6)
+    async with emulator() as (emu, url), client_for(url) as client:
+        real_download = client.download
+        calls = 0
+
+        async def download(task: Any, destination: Any, **kw: Any) -> Path:
+            nonlocal calls
+            calls += 1
+            if calls % 2:
+                raise OSError(errno.ENOSPC, "No space left on device", str(destination))
+            return await real_download(task, destination, **kw)
+
+        client.download = download  # type: ignore[method-assign]
+        async with client.media.generate_many(
+            reqs, journal=tmp_path / "journal.sqlite", download_to=tmp_path / "out"
+        ) as run:
+            results = [r async for r in run]
+        client.download = real_download  # type: ignore[method-assign]
+        failed = [r for r in results if not r.ok]
+        assert len(results) == 6 and len(failed) == 3
+        for result in failed:
+            assert isinstance(result.error, GPTunnelError) and result.id is not None
+            assert "No space left on device" in str(result.error)
+            assert "\n" not in str(result.error)
+        async with client.media.generate_many(
+            reqs, journal=tmp_path / "journal.sqlite", download_to=tmp_path / "out"
+        ) as run:
+            again = [r async for r in run]
+    assert all(r.ok for r in again) and len(files(tmp_path)) == 6
+    assert sum(emu.counters.creates_by_prompt.values()) == 6

@@ -33,13 +33,22 @@ from .._errors import (
     CreateOutcomeUnknownError,
     GPTunnelError,
     InvalidInputError,
+    JournalError,
     TaskFailedError,
     TaskTimeoutError,
 )
 from .._logs import logger
-from ..download import remove_partial_downloads
-from ..journal import Journal, SQLiteJournal, State, body_digest
+from ..download import DownloadError, remove_partial_downloads
 from ..resources.media import build_create_body
+from ..stores import (
+    CLAIMABLE_STATES,
+    Claim,
+    Journal,
+    JournalLocation,
+    State,
+    body_digest,
+    open_journal,
+)
 from .results import PollResult
 from .scheduler import Poller, PollerClosedError
 
@@ -87,11 +96,18 @@ RequestSource = Union[Iterable[Any], AsyncIterable[Any]]
 
 @dataclass
 class BatchProgress:
-    """Live counters of a batch run (for progress bars and summaries)."""
+    """Live counters of a batch run (for progress bars and summaries).
+
+    ``resumed`` counts requests an earlier run had left in the journal: ``repolled`` of them
+    were polled again, ``already_saved`` had their file on disk, the rest were reported as
+    they stood (failed, or create outcome unknown). ``created`` counts creates of this run.
+    """
 
     read: int = 0
     created: int = 0
     resumed: int = 0
+    repolled: int = 0
+    already_saved: int = 0
     succeeded: int = 0
     failed: int = 0
     saved: int = 0
@@ -145,7 +161,7 @@ async def generate_many(
     deadline: float | None = None,
     max_poll_failures: int = 10,
     create_retries: int = 3,
-    journal: str | os.PathLike[str] | Journal | None = None,
+    journal: JournalLocation | None = None,
     download_to: str | os.PathLike[str] | None = None,
     download_concurrency: int | None = None,
 ) -> AsyncIterator[BatchRun]:
@@ -153,47 +169,47 @@ async def generate_many(
 
     ``max_pending`` bounds tasks created and not yet finished (and so how far ahead of the
     results the input is read). ``create_retries`` applies only where re-sending is safe.
-    ``journal`` (a path for the SQLite default, or a ``Journal``) makes the run resumable;
-    ``download_to`` saves each file as its task finishes (``result.path``). When the run is
-    cancelled, creates already sent are allowed to finish (the client never abandons one) and
-    their task ids are journaled.
+    ``journal`` (a path for the SQLite default, or a ``Journal``) makes the run resumable; it
+    is taken for this run before anything else (``JournalInUseError`` if another live run has
+    it). ``download_to`` saves each file as its task finishes (``result.path``). When the run
+    is cancelled, creates already sent are allowed to finish (the client never abandons one)
+    and their task ids are journaled.
     """
     if max_pending < 1:
         raise InvalidInputError("max_pending must be >= 1")
-    store: Journal | None
-    if journal is None or isinstance(journal, (str, os.PathLike)):
-        store = SQLiteJournal(journal) if journal is not None else None
-        owns_store = store is not None
-    else:
-        store, owns_store = journal, False
-    folder = Path(download_to) if download_to is not None else None
-    if folder is not None:  # a folder by definition: create it so files are named per task
-        await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
-        # a killed earlier run may have left half-written temporaries: never results, remove
-        await anyio.to_thread.run_sync(remove_partial_downloads, folder)
-    poller = Poller(
-        client,
-        max_concurrency=max_concurrency,
-        requests_per_second=requests_per_second,
-        policy=policy,
-        task_timeout=task_timeout,
-        deadline=deadline,
-        max_poll_failures=max_poll_failures,
-        keep_open=True,
-    )
-    send, receive = anyio.create_memory_object_stream[PollResult](max_pending)
+    store, owns_store = open_journal(journal) if journal is not None else (None, False)
     try:
-        async with poller, anyio.create_task_group() as tg:
-            run = BatchRun(poller, receive)
-            shared = _Shared(client, poller, run.progress, store, {})
-            feeder = _Feeder(shared, max_pending, create_retries)
-            drain = _Drain(shared, folder, download_concurrency or max_concurrency)
-            tg.start_soon(feeder.run, requests, max_concurrency)
-            tg.start_soon(drain.run, send)
-            yield run
-            tg.cancel_scope.cancel()
+        if store is not None:  # first: a second run on this journal is refused at once
+            await store.acquire()
+        folder = Path(download_to) if download_to is not None else None
+        if folder is not None:  # a folder by definition: create it so files are named per task
+            await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
+            # a killed earlier run may have left half-written temporaries: never results, remove
+            await anyio.to_thread.run_sync(remove_partial_downloads, folder)
+        poller = Poller(
+            client,
+            max_concurrency=max_concurrency,
+            requests_per_second=requests_per_second,
+            policy=policy,
+            task_timeout=task_timeout,
+            deadline=deadline,
+            max_poll_failures=max_poll_failures,
+            keep_open=True,
+        )
+        send, receive = anyio.create_memory_object_stream[PollResult](max_pending)
+        try:
+            async with poller, anyio.create_task_group() as tg:
+                run = BatchRun(poller, receive)
+                shared = _Shared(client, poller, run.progress, store, {})
+                feeder = _Feeder(shared, max_pending, create_retries)
+                drain = _Drain(shared, folder, download_concurrency or max_concurrency)
+                tg.start_soon(feeder.run, requests, max_concurrency)
+                tg.start_soon(drain.run, send)
+                yield run
+                tg.cancel_scope.cancel()
+        finally:
+            receive.close()
     finally:
-        receive.close()
         if owns_store and store is not None:
             await store.aclose()
 
@@ -207,6 +223,7 @@ class _Shared:
     progress: BatchProgress
     journal: Journal | None
     keys: dict[int, str]  # input index -> journal key, while the request is in flight
+    repolled: set[int] = field(default_factory=set)  # indexes whose task an earlier run made
 
 
 class _Stage:
@@ -216,6 +233,7 @@ class _Stage:
         self._progress = shared.progress
         self._journal = shared.journal
         self._keys = shared.keys
+        self._repolled = shared.repolled
 
 
 class _Feeder(_Stage):
@@ -271,9 +289,10 @@ class _Feeder(_Stage):
             key = f"{digest}#{self._seen[digest]}"  # the n-th identical request is its own task
             self._seen[digest] += 1
             self._keys[index] = key
-            if await self._resume(key, request, raw, index):
+            claim = await self._journal.claim(key, index, body)
+            if not claim.won:
+                await self._resume(claim, request, raw, index)
                 return
-            await self._journal.sending(key, index, body)
         task = await self._create(body, key, request, raw, index)
         if task is None:
             return
@@ -283,24 +302,20 @@ class _Feeder(_Stage):
         self, body: dict[str, Any], key: str | None, request: MediaRequest, raw: Any, index: int
     ) -> Any:
         """Send one create and journal its outcome; ``None`` if it failed (already reported)."""
+        wire = _JournalWire(self._journal, key) if self._journal and key else None
         try:
             task = await self._client.media.create_from_body(
-                body, gate=self._poller.gate, max_retries=self._create_retries
+                body, gate=self._poller.gate, max_retries=self._create_retries, write_ahead=wire
             )
-        except anyio.get_cancelled_exc_class():
-            # A create that has left is shielded and returns normally, so a cancellation out of
-            # it means this one never left (it was waiting on a limit or a retry backoff).
-            if self._journal is not None and key is not None:
-                with anyio.CancelScope(shield=True):
-                    await self._journal.update(key, "rejected", error="cancelled before sending")
-            raise
+        except JournalError:
+            raise  # without its record the batch must not go on
         except GPTunnelError as exc:
             unknown = bool(getattr(exc, "may_have_been_created", False))
             if unknown:
                 logger.warning("create #%d: outcome unknown, not re-sent: %s", index, exc)
             if self._journal is not None and key is not None:
                 state: State = "unknown" if unknown else "rejected"
-                await self._journal.update(key, state, error=str(exc))
+                await self._journal.record(key, state, error=str(exc))
             self._emit(PollResult(id=None, ok=False, error=exc, tag=request.tag), raw, index)
             return None
         self._progress.created += 1
@@ -309,38 +324,42 @@ class _Feeder(_Stage):
             # that has left is never abandoned); record its task id before the cancellation
             # lands, so a resumed run polls it instead of reporting an unknown outcome.
             with anyio.CancelScope(shield=True):
-                await self._journal.update(key, "created", task_id=task.id, kind=task.poll_kind)
+                await self._journal.record(key, "created", task_id=task.id, kind=task.poll_kind)
         return task
 
-    async def _resume(self, key: str, request: MediaRequest, raw: Any, index: int) -> bool:
-        """Continue from the journal; True when this request needs no new create."""
+    async def _resume(self, claim: Claim, request: MediaRequest, raw: Any, index: int) -> None:
+        """Continue a request an earlier run left in the journal (it is not created again)."""
         assert self._journal is not None
-        record = await self._journal.get(key)
-        if record is None or record.state == "rejected":
-            return False
+        record = claim.record
         self._progress.resumed += 1
+
+        def report(error: GPTunnelError, **fields: Any) -> None:
+            result = PollResult(ok=False, error=error, tag=request.tag, from_journal=True, **fields)
+            self._emit(result, raw, index)
+
+        if claim.elsewhere or record.state in CLAIMABLE_STATES:  # a live run holds it
+            report(JournalError(f"request #{record.index} is being run by {record.owner}"), id=None)
+            return
         if record.state in ("sending", "unknown"):
+            if record.state == "sending":  # the run that sent it died waiting for the answer
+                await self._journal.record(
+                    record.key, "unknown", error="the run was stopped while its create was sent"
+                )
             unknown = CreateOutcomeUnknownError(
                 f"request #{record.index}: an earlier run sent its create and got no answer; "
                 "the task may exist and be billed, so it is not sent again"
                 + (f" ({record.error})" if record.error else ""),
             )
-            self._emit(
-                PollResult(id=None, ok=False, error=unknown, tag=request.tag, from_journal=True),
-                raw,
-                index,
-            )
-            return True
+            report(unknown, id=None)
+            return
         if record.state == "failed":
             failed = TaskFailedError(
-                record.error or "failed in an earlier run", task_id=record.task_id
+                f"in an earlier run: {record.error or 'failed'}", task_id=record.task_id
             )
-            result = PollResult(
-                id=record.task_id, ok=False, error=failed, tag=request.tag, from_journal=True
-            )
-            self._emit(result, raw, index)
-            return True
+            report(failed, id=record.task_id)
+            return
         if record.state == "saved" and record.path and await anyio.Path(record.path).is_file():
+            self._progress.already_saved += 1
             result = PollResult(
                 id=record.task_id,
                 ok=True,
@@ -351,11 +370,12 @@ class _Feeder(_Stage):
                 from_journal=True,
             )
             self._emit(result, raw, index)
-            return True
+            return
         # created, done (file not saved yet) or saved-but-missing: poll the task again
         assert record.task_id is not None
+        self._progress.repolled += 1
+        self._repolled.add(index)
         self._add(record.task_id, request.tag, raw, index, kind=record.kind)
-        return True
 
     def _add(self, task: Any, tag: Any, raw: Any, index: int, kind: str | None = None) -> None:
         try:
@@ -374,6 +394,24 @@ class _Feeder(_Stage):
         self._poller._inject(replace(result, request=raw, index=index))
 
 
+@dataclass(frozen=True)
+class _JournalWire:
+    """One create's write-ahead: ``sending`` just before it leaves, ``claimed`` once refused.
+
+    A cancellation needs no handling: the row is ``claimed`` if the create never left (the next
+    run sends it) or ``sending`` if it may have (the next run reports it, never re-sends it).
+    """
+
+    journal: Journal
+    key: str
+
+    async def on_wire(self) -> None:
+        await self.journal.mark_on_wire(self.key)
+
+    async def not_sent(self) -> None:
+        await self.journal.release(self.key)
+
+
 class _Drain(_Stage):
     """Records each outcome, saves files as tasks finish, passes results on to the caller."""
 
@@ -387,10 +425,16 @@ class _Drain(_Stage):
     async def run(self, send: MemoryObjectSendStream[PollResult]) -> None:
         async with send, anyio.create_task_group() as tg:
             async for result in self._poller:
-                key = self._keys.pop(result.index, None) if result.index is not None else None
-                if result.from_journal or result.id is None:
+                if result.from_journal or result.id is None:  # reported as it stood
                     await self._deliver(send, result)
-                elif result.ok and self._folder is not None:
+                    continue
+                key = self._keys.pop(result.index, None) if result.index is not None else None
+                if result.index in self._repolled:  # an earlier run created it
+                    self._repolled.discard(result.index)
+                    result = replace(result, from_journal=True)
+                if result.error is not None and result.error.status_code == 404:
+                    result = replace(result, error=_unknown_task(result))
+                if result.ok and self._folder is not None:
                     await self._downloads.acquire()
                     tg.start_soon(self._save, send, result, key)
                 else:
@@ -401,13 +445,11 @@ class _Drain(_Stage):
         if self._journal is None or key is None:
             return
         if result.ok:
-            await self._journal.update(key, "done", url=result.url)
-        elif isinstance(result.error, TaskFailedError) or (
-            result.error is not None and result.error.status_code == 404
-        ):
-            await self._journal.update(key, "failed", error=str(result.error))
+            await self._journal.record(key, "done", url=result.url)
+        elif isinstance(result.error, TaskFailedError):
+            await self._journal.record(key, "failed", error=str(result.error))
         else:  # timed out or polls kept failing: the task may still finish; a rerun polls it
-            await self._journal.update(key, "created", error=str(result.error))
+            await self._journal.record(key, "created", error=str(result.error))
 
     async def _save(
         self, send: MemoryObjectSendStream[PollResult], result: PollResult, key: str | None
@@ -417,15 +459,16 @@ class _Drain(_Stage):
             assert self._folder is not None
             try:
                 path = await self._client.download(result.task, self._folder)
-            except GPTunnelError as exc:
-                # The task is done and paid for; the file is not. The journal keeps it "done",
-                # so a rerun fetches it again while the link lives.
-                await self._deliver(send, replace(result, ok=False, error=exc))
+            except (GPTunnelError, OSError) as exc:
+                # The task is done and paid for; the file is not (the link died, the disk is
+                # full or read-only...). The journal keeps it "done", so a rerun fetches it
+                # again while the link lives; the other requests go on.
+                await self._deliver(send, replace(result, ok=False, error=_typed(exc)))
                 return
             if self._journal is not None and key is not None:
                 # The file is on disk: record it even if the run is being cancelled right now.
                 with anyio.CancelScope(shield=True):
-                    await self._journal.update(key, "saved", path=str(path))
+                    await self._journal.record(key, "saved", path=str(path))
             self._progress.saved += 1
             await self._deliver(send, replace(result, path=path))
         finally:
@@ -440,3 +483,21 @@ class _Drain(_Stage):
             self._progress.failed += 1
         self._progress.in_flight = self._poller.pending
         await send.send(result)
+
+
+def _unknown_task(result: PollResult) -> TaskFailedError:
+    """A 404 on a poll: the server does not know the task (not worth polling again)."""
+    return TaskFailedError(
+        f"the server does not know task {result.id} (404): it was created on another server "
+        "(an emulator that has since stopped?) or is too old; it is not polled again",
+        task_id=result.id,
+    )
+
+
+def _typed(exc: GPTunnelError | OSError) -> GPTunnelError:
+    """A download failure as a one-line typed error (disk full, permission denied...)."""
+    if isinstance(exc, GPTunnelError):
+        return exc
+    reason = exc.strerror or type(exc).__name__
+    where = f" {exc.filename}" if exc.filename else ""
+    return DownloadError(f"cannot write the file{where}: {reason}")

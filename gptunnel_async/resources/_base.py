@@ -21,7 +21,7 @@ from ..types._task import TaskBase
 from ._waiting import wait_for_task
 
 if TYPE_CHECKING:
-    from .._client import AsyncGPTunnel
+    from .._client import AsyncGPTunnel, WriteAhead
     from .._polling.limits import RequestGate
 
 T = TypeVar("T", bound=TaskBase)
@@ -62,6 +62,7 @@ class TaskResource(Generic[T]):
         *,
         gate: RequestGate | None = None,
         max_retries: int | None = None,
+        write_ahead: WriteAhead | None = None,
     ) -> T:
         """Send a checked, billed create (never re-sent once it may have arrived)."""
         started = anyio.current_time()
@@ -72,6 +73,7 @@ class TaskResource(Generic[T]):
             kind=RequestKind.CREATE,
             gate=gate,
             max_retries=max_retries,
+            write_ahead=write_ahead,
         )
         task = self._bound(data, method="POST", path=path, created=True)
         if not made_progress(task):

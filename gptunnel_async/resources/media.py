@@ -25,10 +25,11 @@ from ..types.media import MediaTask
 from ._base import TaskResource
 
 if TYPE_CHECKING:
+    from .._client import WriteAhead
     from .._polling.limits import RequestGate
     from .._polling.policy import PollPolicy
-    from ..journal import Journal
     from ..poller.batch import BatchRun, RequestSource
+    from ..stores import JournalLocation
 
 CREATE_PATH = "/v1/media/create"
 RESULT_PATH = "/v1/media/result"
@@ -108,9 +109,12 @@ class MediaResource(TaskResource[MediaTask]):
         *,
         gate: RequestGate | None = None,
         max_retries: int | None = None,
+        write_ahead: WriteAhead | None = None,
     ) -> MediaTask:
         """Send an already validated create body (see ``build_create_body``)."""
-        return await self._create_task(CREATE_PATH, body, gate=gate, max_retries=max_retries)
+        return await self._create_task(
+            CREATE_PATH, body, gate=gate, max_retries=max_retries, write_ahead=write_ahead
+        )
 
     async def wait(
         self,
@@ -141,7 +145,7 @@ class MediaResource(TaskResource[MediaTask]):
         deadline: float | None = None,
         max_poll_failures: int = 10,
         create_retries: int = 3,
-        journal: str | os.PathLike[str] | Journal | None = None,
+        journal: JournalLocation | None = None,
         download_to: str | os.PathLike[str] | None = None,
         download_concurrency: int | None = None,
     ) -> AbstractAsyncContextManager[BatchRun]:

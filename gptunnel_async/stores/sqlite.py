@@ -1,0 +1,269 @@
+"""The default journal: one SQLite file, owned by one live run at a time.
+
+Ownership is an OS lock (``flock``) on a small file beside the journal (``<journal>.lock``),
+held from ``acquire`` to ``aclose``: the kernel drops it when the process dies, however it dies,
+so a dead owner never blocks a rerun, and a second live run is refused at once with the first
+one's pid and host (written into the lock file). Once the lock is held, every run that wrote a
+row before is dead, so its rows become orphans. Rows are changed by compare-and-set inside
+``BEGIN IMMEDIATE`` transactions: a claim wins a new row or an orphan with nothing on the
+server, never a row another live handle holds, even if the lock were bypassed.
+
+WAL mode with ``synchronous=NORMAL``: a committed write survives the process being killed;
+``durable=True`` (``FULL``) also survives power loss, at a cost per write. All access goes
+through one worker thread at a time (one connection, in order).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import anyio
+
+from .._errors import JournalError, JournalInUseError
+from .journal import (
+    CLAIMABLE_STATES,
+    Claim,
+    JournalRecord,
+    State,
+    body_text,
+    check_record,
+    new_owner_id,
+)
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    key TEXT PRIMARY KEY,
+    idx INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    task_id TEXT,
+    kind TEXT NOT NULL DEFAULT 'media',
+    url TEXT,
+    path TEXT,
+    error TEXT,
+    body TEXT NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS requests_task ON requests(task_id);
+"""
+_COLUMNS = "key, idx, state, task_id, kind, url, path, error, owner"
+
+
+class SQLiteJournal:
+    """A journal in one SQLite file (see the module docstring for ownership and durability)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, durable: bool = False) -> None:
+        self.path = Path(path)
+        self.owner = new_owner_id()
+        self._durable = durable
+        self._conn: sqlite3.Connection | None = None
+        self._lock: IO[str] | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    def __repr__(self) -> str:
+        return f"SQLiteJournal({str(self.path)!r})"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    # -- ownership ---------------------------------------------------------------------------
+
+    async def acquire(self) -> None:
+        await self._run(lambda: None)
+
+    def _open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._take_lock()
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'NORMAL'}")
+            conn.executescript(_SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+            if "owner" not in columns:  # a journal written before rows had owners
+                conn.execute("ALTER TABLE requests ADD COLUMN owner TEXT")
+            # We hold the lock, so every run that wrote a row before is dead: its rows are
+            # orphans, free to claim (``claimed``/``rejected``) or to take over (the rest).
+            conn.execute("UPDATE requests SET owner=NULL WHERE owner IS NOT NULL")
+        except (OSError, sqlite3.Error) as exc:
+            self._drop_lock()
+            raise JournalError(f"cannot open the journal {str(self.path)!r}: {exc}") from None
+        self._conn = conn
+
+    def _take_lock(self) -> None:
+        handle = open(self.lock_path, "a+", encoding="utf-8")  # noqa: SIM115 (held until close)
+        if not _try_lock(handle):
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise JournalInUseError(
+                f"the journal {str(self.path)!r} is in use by {holder}; wait for that run to "
+                "finish (or stop it), or give this run another journal"
+            )
+        handle.seek(0)
+        handle.truncate()
+        started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+        host = self.owner.split(":")[0]
+        handle.write(f"pid {os.getpid()} ({program}) on {host}, since {started}")
+        handle.flush()
+        self._lock = handle
+
+    def _drop_lock(self) -> None:
+        handle, self._lock = self._lock, None
+        if handle is not None:
+            handle.close()  # closing the descriptor releases the lock
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+
+        def close() -> None:
+            try:
+                if conn is not None:
+                    conn.close()
+            finally:
+                self._drop_lock()
+
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(close, limiter=self._limiter)
+
+    # -- rows --------------------------------------------------------------------------------
+
+    async def claim(self, key: str, index: int, body: Mapping[str, Any]) -> Claim:
+        text = body_text(body)
+
+        def claim(conn: sqlite3.Connection) -> Claim:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM requests WHERE key=?", (key,)).fetchone()
+            now = time.time()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO requests (key, idx, state, owner, body, updated)"
+                    " VALUES (?, ?, 'claimed', ?, ?, ?)",
+                    (key, index, self.owner, text, now),
+                )
+                return Claim(JournalRecord(key, index, "claimed", owner=self.owner), won=True)
+            record = JournalRecord(*row)
+            if record.owner is not None:  # ours already, or a live run's (shared use)
+                return Claim(record, won=False, elsewhere=record.owner != self.owner)
+            if record.state in CLAIMABLE_STATES:  # nothing of it is on the server: send it
+                conn.execute(
+                    "UPDATE requests SET state='claimed', owner=?, idx=?, error=NULL, updated=?"
+                    " WHERE key=?",
+                    (self.owner, index, now, key),
+                )
+                return Claim(JournalRecord(key, index, "claimed", owner=self.owner), won=True)
+            # a dead run's created/sent/finished request: take it over, do not send it
+            conn.execute("UPDATE requests SET owner=? WHERE key=?", (self.owner, key))
+            return Claim(replace(record, owner=self.owner), won=False)
+
+        return await self._transaction(claim)
+
+    async def mark_on_wire(self, key: str) -> None:
+        await self._move(key, "claimed", "sending")
+
+    async def release(self, key: str) -> None:
+        await self._move(key, "sending", "claimed", strict=False)
+
+    async def _move(self, key: str, before: State, after: State, *, strict: bool = True) -> None:
+        def move(conn: sqlite3.Connection) -> None:
+            changed = conn.execute(
+                "UPDATE requests SET state=?, updated=? WHERE key=? AND state=? AND owner=?",
+                (after, time.time(), key, before, self.owner),
+            ).rowcount
+            if strict and changed != 1:
+                raise JournalError(
+                    f"journal {str(self.path)!r}: request {key} is not {before} by this run; "
+                    "its create is not sent"
+                )
+
+        await self._transaction(move)
+
+    async def record(self, key: str, state: State, **fields: Any) -> None:
+        check_record(state, fields)
+        sets = "".join(f", {name}=?" for name in fields)
+        sql = f"UPDATE requests SET state=?, updated=?{sets} WHERE key=? AND owner=?"
+        params = (state, time.time(), *fields.values(), key, self.owner)
+
+        def record(conn: sqlite3.Connection) -> None:
+            if conn.execute(sql, params).rowcount != 1:
+                raise JournalError(
+                    f"journal {str(self.path)!r}: request {key} is not held by this run"
+                )
+
+        await self._transaction(record)
+
+    async def get(self, key: str) -> JournalRecord | None:
+        def get(conn: sqlite3.Connection) -> JournalRecord | None:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM requests WHERE key=?", (key,)).fetchone()
+            return None if row is None else JournalRecord(*row)
+
+        return await self._run_conn(get)
+
+    async def records(self) -> list[JournalRecord]:
+        def records(conn: sqlite3.Connection) -> list[JournalRecord]:
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM requests ORDER BY idx").fetchall()
+            return [JournalRecord(*row) for row in rows]
+
+        return await self._run_conn(records)
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    async def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` inside ``BEGIN IMMEDIATE``: its read and its write are one atomic step."""
+
+        def run(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await self._run_conn(run)
+
+    async def _run_conn(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            assert self._conn is not None
+            try:
+                return fn(self._conn)
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal {str(self.path)!r}: {exc}") from None
+
+        return await self._run(call)
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(1)  # one connection, one writer, in order
+        if self._conn is None:
+            await anyio.to_thread.run_sync(self._open, limiter=self._limiter)
+        return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
+
+
+def _try_lock(handle: IO[str]) -> bool:
+    """An exclusive, non-blocking OS lock on ``handle``; False if another process holds it."""
+    try:
+        if sys.platform == "win32":
+            import msvcrt
+
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
