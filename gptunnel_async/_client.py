@@ -13,7 +13,7 @@ import platform
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractAsyncContextManager, nullcontext
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -44,7 +44,8 @@ from .resources.midjourney import MidjourneyResource
 from .resources.tools import BGRemoverResource, FaceSwapResource
 
 if TYPE_CHECKING:
-    from ._polling.limits import RequestGate
+    from ._polling.limits import Gate
+    from ._polling.shared import SharedLimits
     from .types.account import Balance, LLMModel
 
 DEFAULT_BASE_URL = "https://gptunnel.ru"
@@ -115,6 +116,9 @@ class AsyncGPTunnel:
     ``api_key`` and ``base_url`` fall back to ``GPTUNNEL_API_KEY`` and ``GPTUNNEL_BASE_URL``.
     An ``http_client`` passed in stays the caller's: the client will not close it.
     ``max_connections`` bounds simultaneous requests (and sizes the pool it creates).
+    ``limits`` (a ``SharedLimits``) shares one concurrency bound, rate budget and 429 pause
+    with every other process using this key against the same PostgreSQL database; it is
+    opened by ``async with`` (PostgreSQL unreachable: ``CoordinatorUnavailableError`` there).
     """
 
     media: MediaResource
@@ -134,6 +138,7 @@ class AsyncGPTunnel:
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         poll_policy: PollPolicy | None = None,
+        limits: SharedLimits | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         if not key or not key.strip():
@@ -163,6 +168,10 @@ class AsyncGPTunnel:
             follow_redirects=False,
         )
         self._limiter: anyio.CapacityLimiter | None = None
+        #: Limits shared with other processes (opened by ``async with``), else None.
+        self.limits = limits
+        self._shared_gate: Gate | None = None
+        self._shared_exit: AsyncExitStack | None = None
         self._downloader: Downloader | None = None
         self._closed = False
         self._headers = {
@@ -186,6 +195,15 @@ class AsyncGPTunnel:
     # -- lifecycle --
 
     async def __aenter__(self) -> AsyncGPTunnel:
+        if self.limits is not None and self._shared_exit is None:
+            from ._polling.shared import SharedGate, key_fingerprint
+
+            stack = AsyncExitStack()
+            fingerprint = key_fingerprint(self._api_key, self.base_url)
+            self._shared_gate = await stack.enter_async_context(
+                SharedGate(self.limits, fingerprint)
+            )
+            self._shared_exit = stack
         return self
 
     async def __aexit__(
@@ -202,6 +220,9 @@ class AsyncGPTunnel:
             return
         self._closed = True
         unregister_secret(self._api_key)
+        if self._shared_exit is not None:
+            self._shared_gate = None
+            await self._shared_exit.aclose()
         if self._downloader is not None:
             await self._downloader.aclose()
         if self._owns_http:
@@ -213,6 +234,17 @@ class AsyncGPTunnel:
 
     def __repr__(self) -> str:
         return f"AsyncGPTunnel(base_url={self.base_url!r}, api_key='<redacted>')"
+
+    @property
+    def shared_gate(self) -> Gate | None:
+        """The gate shared with other processes (``limits=``), once the client is entered."""
+        return self._shared_gate
+
+    def limits_fingerprint(self) -> str:
+        """What shared limits store for this key and server: an HMAC, never the key."""
+        from ._polling.shared import key_fingerprint
+
+        return key_fingerprint(self._api_key, self.base_url)
 
     @property
     def http_client(self) -> httpx.AsyncClient:
@@ -285,6 +317,7 @@ class AsyncGPTunnel:
         deadline: float | None = None,
         max_poll_failures: int = 10,
         keep_open: bool = False,
+        limits: SharedLimits | None = None,
     ) -> Poller:
         """A ``Poller`` for many tasks: ``async with client.poller() as p: p.add(...)``."""
         return Poller(
@@ -296,6 +329,7 @@ class AsyncGPTunnel:
             deadline=deadline,
             max_poll_failures=max_poll_failures,
             keep_open=keep_open,
+            limits=limits,
         )
 
     # -- the one request path --
@@ -316,7 +350,7 @@ class AsyncGPTunnel:
         kind: RequestKind = RequestKind.READ,
         task_id: str | None = None,
         max_retries: int | None = None,
-        gate: RequestGate | None = None,
+        gate: Gate | None = None,
         timeout: httpx.Timeout | None = None,
         write_ahead: WriteAhead | None = None,
     ) -> Any:
@@ -333,13 +367,19 @@ class AsyncGPTunnel:
         """
         if self._closed:
             raise GPTunnelError("this AsyncGPTunnel client is closed")
+        if gate is None and self.limits is not None:
+            if self._shared_gate is None:
+                raise GPTunnelError(
+                    "this client has shared limits: open it with `async with` before requests"
+                )
+            gate = self._shared_gate
         policy = self.retry_policy
         retries_left = policy.max_retries if max_retries is None else max_retries
         delays = policy.delays()
         attempt = 0
         while True:
             attempt += 1
-            slot: AbstractAsyncContextManager[None] = gate.slot() if gate else nullcontext()
+            slot: AbstractAsyncContextManager[None] = gate.slot(kind) if gate else nullcontext()
             try:
                 async with slot:
                     return await self._send_once(

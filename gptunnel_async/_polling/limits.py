@@ -22,11 +22,14 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Protocol
 
 import anyio
+
+from .._retry import RequestKind
 
 _WINDOW = 1.0
 # A server counts *arrivals* by its own clock, and the way there (our loop, the kernel, its
@@ -38,12 +41,38 @@ _WINDOW_MARGIN = 0.05
 _PACE_BURST = 2
 
 
+class Gate(Protocol):
+    """What the request path and the poller need of a gate: this process's ``RequestGate``, or
+    one shared by many processes (``SharedGate``, on PostgreSQL) behind the same five calls."""
+
+    @property
+    def paused_until(self) -> float:
+        """Event-loop time until which every request waits (a 429's Retry-After)."""
+        ...
+
+    def slot(self, kind: RequestKind = RequestKind.READ) -> AbstractAsyncContextManager[None]:
+        """Held around each request attempt (``kind``: a gate may treat creates apart)."""
+        ...
+
+    def rate_limited(self, retry_after: float | None) -> None:
+        """A 429 came: pause every request behind this gate."""
+        ...
+
+    async def wait_out_pause(self) -> None:
+        """Sleep until any pause is over (for a request that passed the gate before it)."""
+        ...
+
+    def note_send_lag(self, lag: float) -> None:
+        """How long a request took from passing the gate to leaving."""
+        ...
+
+
 class _Slot:
     """One held slot; learns when its request really left (httpcore's ``trace`` events)."""
 
     __slots__ = ("gate", "reported", "started")
 
-    def __init__(self, gate: RequestGate, started: float) -> None:
+    def __init__(self, gate: Gate, started: float) -> None:
         self.gate = gate
         self.started = started
         self.reported = False
@@ -124,7 +153,7 @@ class RequestGate:
         return self._paused_until
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def slot(self, kind: RequestKind = RequestKind.READ) -> AsyncIterator[None]:
         """Hold one request slot: waits for concurrency, rate budget and any 429 pause."""
         async with self._slots:
             started = await self._wait_for_start()

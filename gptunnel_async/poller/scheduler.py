@@ -17,6 +17,7 @@ import itertools
 import math
 import time
 from collections import deque
+from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ from .._errors import (
     TaskTimeoutError,
 )
 from .._logs import logger
-from .._polling.limits import RequestGate
+from .._polling.limits import Gate, RequestGate
 from .._polling.policy import PollPolicy, TaskHint, report_running
 from .._retry import is_transient
 from .._validation import check_task_id
@@ -42,6 +43,7 @@ from .results import PollResult
 
 if TYPE_CHECKING:
     from .._client import AsyncGPTunnel
+    from .._polling.shared import SharedLimits
 
 _MAX_TRUSTED_AGE = 7 * 24 * 3600.0
 
@@ -123,7 +125,9 @@ class Poller:
     ``task_timeout`` bounds each task (seconds from its creation), ``deadline`` the whole run;
     tasks past either are yielded with ``TaskTimeoutError``. ``max_poll_failures`` consecutive
     failed polls of one task yield it with the last error. Leaving the ``async with`` cancels
-    all polling.
+    all polling. ``limits`` (a ``SharedLimits``) shares the concurrency bound, the rate budget
+    and the 429 pause with other processes through PostgreSQL (a client opened with
+    ``limits=`` shares its own); ``max_concurrency`` then bounds only this poller's workers.
     """
 
     def __init__(
@@ -137,6 +141,7 @@ class Poller:
         deadline: float | None = None,
         max_poll_failures: int = 10,
         keep_open: bool = False,
+        limits: SharedLimits | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise InvalidInputError("max_concurrency must be >= 1")
@@ -147,6 +152,11 @@ class Poller:
                 raise InvalidInputError(f"{name} must be > 0 seconds (or None)")
         if max_poll_failures < 1:
             raise InvalidInputError("max_poll_failures must be >= 1")
+        if requests_per_second is not None and (limits or client.limits) is not None:
+            raise InvalidInputError(
+                "with shared limits, the rate budget is SharedLimits.requests_per_second"
+            )
+        self.limits = limits
         self._client = client
         self.max_concurrency = max_concurrency
         self.requests_per_second = requests_per_second
@@ -156,7 +166,8 @@ class Poller:
         self.max_poll_failures = max_poll_failures
         self.keep_open = keep_open
         self.stats = PollerStats()
-        self.gate: RequestGate | None = None
+        self.gate: Gate | None = None
+        self._gate_exit: AsyncExitStack | None = None
         self._heap: list[tuple[float, int, _Entry]] = []
         self._seq = itertools.count()
         self._entries: dict[str, _Entry] = {}
@@ -175,7 +186,7 @@ class Poller:
         if self._entered:
             raise RuntimeError("a Poller can be entered only once")
         self._entered = True
-        self.gate = RequestGate(self.max_concurrency, self.requests_per_second)
+        self.gate = await self._open_gate()
         self._wakeup = anyio.Event()
         self._changed = anyio.Event()
         now = anyio.current_time()
@@ -201,7 +212,27 @@ class Poller:
         self._exited = True
         assert self._tg is not None
         self._tg.cancel_scope.cancel()
-        return await self._tg.__aexit__(exc_type, exc, tb)
+        try:
+            return await self._tg.__aexit__(exc_type, exc, tb)
+        finally:
+            if self._gate_exit is not None:
+                await self._gate_exit.aclose()
+
+    async def _open_gate(self) -> Gate:
+        """This poller's own limits, its shared ``limits``, or its client's shared gate."""
+        if self.limits is not None:
+            from .._polling.shared import SharedGate
+
+            self._gate_exit = AsyncExitStack()
+            fingerprint = self._client.limits_fingerprint()
+            gate = SharedGate(self.limits, fingerprint, local_concurrency=self.max_concurrency)
+            return await self._gate_exit.enter_async_context(gate)
+        shared = self._client.shared_gate
+        if shared is not None:
+            return shared
+        if self._client.limits is not None:
+            raise RuntimeError("enter the client (`async with client:`) to use its shared limits")
+        return RequestGate(self.max_concurrency, self.requests_per_second)
 
     def close(self) -> None:
         """No more tasks: iteration ends once everything added has been yielded."""

@@ -22,7 +22,7 @@ from ._waiting import wait_for_task
 
 if TYPE_CHECKING:
     from .._client import AsyncGPTunnel, WriteAhead
-    from .._polling.limits import RequestGate
+    from .._polling.limits import Gate
 
 T = TypeVar("T", bound=TaskBase)
 
@@ -60,7 +60,7 @@ class TaskResource(Generic[T]):
         path: str,
         body: dict[str, Any],
         *,
-        gate: RequestGate | None = None,
+        gate: Gate | None = None,
         max_retries: int | None = None,
         write_ahead: WriteAhead | None = None,
     ) -> T:

@@ -26,7 +26,7 @@ from ._base import TaskResource
 
 if TYPE_CHECKING:
     from .._client import WriteAhead
-    from .._polling.limits import RequestGate
+    from .._polling.limits import Gate
     from .._polling.policy import PollPolicy
     from ..poller.batch import BatchRun, RequestSource
     from ..stores import JournalLocation
@@ -107,7 +107,7 @@ class MediaResource(TaskResource[MediaTask]):
         self,
         body: dict[str, Any],
         *,
-        gate: RequestGate | None = None,
+        gate: Gate | None = None,
         max_retries: int | None = None,
         write_ahead: WriteAhead | None = None,
     ) -> MediaTask:

@@ -1,0 +1,507 @@
+"""Limits shared by every process that uses one API key: ``SharedLimits`` and ``SharedGate``.
+
+One process's ``RequestGate`` keeps its own budget; N processes with ``rps=R`` each send N·R,
+and each pauses only for the 429s it saw itself. ``SharedGate`` is the same small gate interface
+backed by PostgreSQL (see ``_pg_limits``): one concurrency bound across processes (leases held
+by a member that heartbeats; a dead member's leases lapse after ``lease_ttl``), one rate budget
+(each request gets a start time from one schedule on the database's clock), and one 429 pause
+(recorded in the database and pushed to every member with NOTIFY).
+
+Round trips are batched: one coordinator task per gate asks for every slot waiting at that
+moment (and reports every lease given back) in one call, so under load a request costs well
+under one round trip. PostgreSQL unreachable when the gate opens: ``CoordinatorUnavailableError``
+before any request. Lost mid-run: creates wait for it (at most ``outage_timeout``, then the same
+error: nothing was sent); polls go on through a local gate holding this process's last-known
+share of the budget.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import secrets
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import anyio
+from anyio.abc import TaskGroup
+
+from .._errors import GPTunnelError
+from .._logs import logger
+from .._retry import RequestKind
+from ._pg_limits import DatabaseUnavailable, LimitsConnection, LimitsListener, describe_dsn
+from .limits import _CURRENT_SLOT, GateStats, RequestGate, _Slot
+
+_RETRY_FULL = 0.25  # re-ask this often while the shared bound is full (a dead member's leases)
+_RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0)
+
+
+class CoordinatorUnavailableError(GPTunnelError):
+    """The PostgreSQL server behind shared limits cannot be reached; nothing was sent."""
+
+
+@dataclass(frozen=True)
+class SharedLimits:
+    """One API key's limits shared through PostgreSQL by every process that uses them.
+
+    ``dsn``: a ``postgresql://`` URL (or libpq key=value string). ``max_concurrency`` bounds
+    simultaneous requests across all processes; ``requests_per_second`` is the budget of all
+    of them together (``None``: no budget, the 429 pause is still shared). ``schema`` holds the
+    tables. A process that dies holds its leases at most ``lease_ttl`` seconds. A create waits
+    at most ``outage_timeout`` seconds for a lost database to come back.
+    """
+
+    dsn: str = field(repr=False)
+    max_concurrency: int | None = None
+    requests_per_second: float | None = None
+    schema: str = "gptunnel"
+    lease_ttl: float = 10.0
+    outage_timeout: float = 300.0
+    min_recovery_rate: float = 2.0
+    default_pause: float = 1.0
+    max_pause: float = 60.0
+
+    def __post_init__(self) -> None:
+        from .._errors import InvalidInputError
+        from ._pg_limits import check_schema
+
+        if not isinstance(self.dsn, str) or not self.dsn.strip():
+            raise InvalidInputError("SharedLimits needs a PostgreSQL DSN (postgresql://...)")
+        if self.max_concurrency is not None and self.max_concurrency < 1:
+            raise InvalidInputError("SharedLimits.max_concurrency must be >= 1 (or None)")
+        rps = self.requests_per_second
+        if rps is not None and not rps > 0:
+            raise InvalidInputError("SharedLimits.requests_per_second must be > 0 (or None)")
+        if not self.lease_ttl >= 1.0:
+            raise InvalidInputError("SharedLimits.lease_ttl must be >= 1 second")
+        if not self.outage_timeout >= 0:
+            raise InvalidInputError("SharedLimits.outage_timeout must be >= 0 seconds")
+        try:
+            check_schema(self.schema)
+        except ValueError as exc:
+            raise InvalidInputError(f"SharedLimits: {exc}") from None
+
+    @property
+    def where(self) -> str:
+        """``host:port/dbname`` (for messages; never a password)."""
+        return describe_dsn(self.dsn)
+
+    def __repr__(self) -> str:
+        return (
+            f"SharedLimits(where={self.where!r}, max_concurrency={self.max_concurrency}, "
+            f"requests_per_second={self.requests_per_second}, schema={self.schema!r})"
+        )
+
+
+def key_fingerprint(api_key: str, base_url: str) -> str:
+    """What the database stores for a key: an HMAC of the base URL keyed by the API key.
+
+    The same key against the same server shares limits; the key itself cannot be read back.
+    """
+    mac = hmac.new(api_key.encode(), b"gptunnel-async limits\n" + base_url.encode(), "sha256")
+    return mac.hexdigest()[:32]
+
+
+@dataclass
+class CoordinatorStats:
+    """Round trips to PostgreSQL and their latency (seconds), for benchmarks and monitoring."""
+
+    round_trips: int = 0
+    failures: int = 0
+    outages: int = 0
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+
+
+class _Waiter:
+    """A slot waiting for its lease and start time (``rerate``: it holds a lease already)."""
+
+    __slots__ = ("cancelled", "degraded", "event", "granted", "rerate", "start")
+
+    def __init__(self, rerate: bool) -> None:
+        self.rerate = rerate
+        self.event = anyio.Event()
+        self.granted = False
+        self.degraded = False
+        self.cancelled = False
+        self.start = 0.0
+
+
+class SharedGate:
+    """The gate interface (``slot``, ``rate_limited``, ``paused_until``...) over PostgreSQL.
+
+    Use as ``async with SharedGate(limits, fingerprint) as gate:``; ``local_concurrency``
+    bounds this process's own simultaneous requests on top of the shared bound.
+    """
+
+    def __init__(
+        self, limits: SharedLimits, fingerprint: str, *, local_concurrency: int | None = None
+    ) -> None:
+        self.limits = limits
+        self.stats = GateStats()
+        self.coordinator = CoordinatorStats()
+        self._key = fingerprint
+        self._member = secrets.token_hex(8)
+        self._local_concurrency = local_concurrency
+        self._local: anyio.Semaphore | None = None
+        self._conn = LimitsConnection(limits.dsn, limits.schema)
+        self._listener = LimitsListener(limits.dsn, limits.schema)
+        self._tg: TaskGroup | None = None
+        self._waiters: deque[_Waiter] = deque()
+        # anyio primitives pick their backend when created: made in __aenter__
+        self._wake: anyio.Event
+        self._free: anyio.Event
+        self._recovered: anyio.Event
+        self._pause_reports: list[float] = []
+        self._held = 0  # leases in use by this process's slots
+        self._reported_held = 0
+        self._in_flight = 0
+        self._paused_until = -math.inf
+        self._pause_gen = 0
+        self._members = 1
+        self._degraded = False
+        self._fallback: RequestGate | None = None
+
+    # -- lifecycle --
+
+    async def __aenter__(self) -> SharedGate:
+        if self._tg is not None:
+            raise RuntimeError("a SharedGate can be entered only once")
+        if self._local_concurrency:
+            self._local = anyio.Semaphore(self._local_concurrency)
+        self._wake, self._free, self._recovered = anyio.Event(), anyio.Event(), anyio.Event()
+        try:
+            await anyio.to_thread.run_sync(lambda: self._conn.open(install=True))
+            await anyio.to_thread.run_sync(self._listener.connect)
+            await self._round_trip(0, 0)  # register; learn any pause in force
+        except DatabaseUnavailable as exc:
+            await anyio.to_thread.run_sync(self._conn.close)
+            await anyio.to_thread.run_sync(self._listener.close)
+            raise CoordinatorUnavailableError(
+                f"shared limits: PostgreSQL at {self.limits.where} is unavailable ({exc})"
+            ) from None
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        tg.start_soon(self._listen_loop)
+        self._tg = tg
+        tg.start_soon(self._coordinate)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._tg is not None
+        self._listener.stop.set()
+        self._tg.cancel_scope.cancel()
+        try:
+            return await self._tg.__aexit__(exc_type, exc, tb)
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                with suppress(DatabaseUnavailable):  # give the leases back now, not at expiry
+                    await anyio.to_thread.run_sync(self._conn.leave, self._key, self._member)
+                await anyio.to_thread.run_sync(self._conn.close)
+                await anyio.to_thread.run_sync(self._listener.close)
+
+    # -- the gate interface --
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def paused_until(self) -> float:
+        return self._paused_until
+
+    @property
+    def members(self) -> int:
+        """Processes sharing this key's limits, as last seen."""
+        return self._members
+
+    @asynccontextmanager
+    async def slot(self, kind: RequestKind = RequestKind.READ) -> AsyncIterator[None]:
+        """Hold one request slot: a shared lease, a start time in the shared budget, no pause."""
+        if self._tg is None:
+            raise RuntimeError("enter the SharedGate (`async with`) before using it")
+        async with AsyncExitStack() as stack:
+            if self._local is not None:
+                await stack.enter_async_context(self._local)
+            if await self._lease(kind):
+                stack.callback(self._release)
+            else:  # the database is away: polls go on within this process's share
+                await stack.enter_async_context(self._fallback_gate().slot())
+            self._in_flight += 1
+            self.stats.requests += 1
+            self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
+            token = _CURRENT_SLOT.set(_Slot(self, anyio.current_time()))
+            try:
+                yield
+            finally:
+                _CURRENT_SLOT.reset(token)
+                self._in_flight -= 1
+
+    async def wait_out_pause(self) -> None:
+        """Sleep until any 429 pause (this process's or another's) is over."""
+        while (wait := self._paused_until - anyio.current_time()) > 0:  # noqa: ASYNC110
+            await anyio.sleep(wait)
+
+    def rate_limited(self, retry_after: float | None) -> None:
+        """A 429 came: pause here at once, and tell every other process through the database."""
+        pause = self.limits.default_pause if retry_after is None else retry_after
+        pause = min(max(pause, 0.0), self.limits.max_pause)
+        self._note_pause(pause)
+        if self._fallback is not None:
+            self._fallback.rate_limited(retry_after)
+        self._pause_reports.append(pause)
+        self._wake.set()
+
+    def note_send_lag(self, lag: float) -> None:
+        self.stats.max_send_lag = max(self.stats.max_send_lag, lag)
+
+    # -- leases --
+
+    async def _lease(self, kind: RequestKind) -> bool:
+        """Hold a lease timed into the budget (True), or False for a read while degraded."""
+        while True:
+            if self._degraded:
+                if kind is not RequestKind.CREATE:
+                    return False
+                await self._wait_recovered()
+                continue
+            waiter = await self._ask(_Waiter(rerate=False))
+            if waiter.degraded:
+                continue
+            try:
+                timed = await self._reach_start(waiter)
+            except BaseException:
+                self._release()
+                raise
+            if timed:
+                return True
+            self._release()  # the database went away meanwhile: start over
+
+    async def _reach_start(self, waiter: _Waiter) -> bool:
+        """Sleep until the lease's start; after a new pause, take a new start (False: degraded)."""
+        while True:
+            gen = self._pause_gen
+            await anyio.sleep(max(0.0, waiter.start - anyio.current_time()))
+            if gen == self._pause_gen and self._paused_until <= anyio.current_time():
+                return True
+            await self.wait_out_pause()
+            if self._degraded:
+                return False
+            waiter = await self._ask(_Waiter(rerate=True))
+            if waiter.degraded:
+                return False
+
+    async def _ask(self, waiter: _Waiter) -> _Waiter:
+        self._waiters.append(waiter)
+        self._wake.set()
+        try:
+            await waiter.event.wait()
+        except BaseException:
+            waiter.cancelled = True
+            if waiter.granted and not waiter.rerate:
+                self._release()
+            raise
+        return waiter
+
+    def _release(self) -> None:
+        self._held -= 1
+        if self.limits.max_concurrency is not None:
+            self._wake.set()
+            self._free.set()  # our own waiters may take it at once
+
+    async def _wait_recovered(self) -> None:
+        with anyio.move_on_after(self.limits.outage_timeout) as scope:
+            await self._recovered.wait()
+        if scope.cancelled_caught:
+            raise CoordinatorUnavailableError(
+                f"shared limits: PostgreSQL at {self.limits.where} has been unreachable for "
+                f"{self.limits.outage_timeout:g} s; the create was not sent"
+            )
+
+    # -- pauses --
+
+    def _note_pause(self, seconds: float) -> None:
+        until = anyio.current_time() + seconds
+        if until > self._paused_until + 0.001:
+            now = anyio.current_time()
+            self.stats.pauses += 1
+            self.stats.paused_seconds += until - max(self._paused_until, now)
+            self._paused_until = until
+            self._pause_gen += 1
+
+    def _on_message(self, payload: str) -> None:
+        key, _, rest = payload.partition(" ")
+        if key != self._key:
+            return
+        what, _, value = rest.partition(" ")
+        if what == "pause":
+            self._note_pause(float(value))
+        elif what == "free":
+            self._free.set()
+
+    # -- the coordinator: one round trip at a time, for everything waiting --
+
+    async def _round_trip(self, new: int, rerate: int) -> tuple[int, float, float]:
+        """One acquire round; returns (granted, first start, spacing) in event-loop time."""
+        limits = self.limits
+        held = self._held
+        reports, self._pause_reports = self._pause_reports, []
+        started = time.perf_counter()
+        try:
+            for pause in reports:
+                remaining = await anyio.to_thread.run_sync(
+                    self._conn.pause,
+                    self._key,
+                    pause,
+                    limits.requests_per_second,
+                    limits.min_recovery_rate,
+                )
+                self._note_pause(remaining)
+            grant = await anyio.to_thread.run_sync(
+                self._conn.acquire,
+                self._key,
+                self._member,
+                held,
+                new,
+                rerate,
+                limits.max_concurrency,
+                limits.requests_per_second,
+                limits.lease_ttl,
+            )
+        except DatabaseUnavailable:
+            self._pause_reports[:0] = reports  # tell the others once it is back
+            self.coordinator.failures += 1
+            raise
+        now = anyio.current_time()
+        self.coordinator.round_trips += 1 + len(reports)
+        self.coordinator.latencies.append(time.perf_counter() - started)
+        self._reported_held = held + grant.granted
+        self._members = grant.members
+        if grant.paused > 0:
+            self._note_pause(grant.paused)
+        return grant.granted, now + grant.wait, grant.spacing
+
+    async def _coordinate(self) -> None:
+        heartbeat = self.limits.lease_ttl / 3
+        while True:
+            with anyio.move_on_after(heartbeat):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+            try:
+                await self._serve_waiters()
+            except DatabaseUnavailable as exc:
+                await self._outage(exc)
+
+    async def _serve_waiters(self) -> None:
+        while True:
+            if self._pause_reports:  # first tell the others of a 429
+                await self._round_trip(0, 0)
+            batch = [w for w in self._waiters if not w.cancelled]
+            self._waiters.clear()
+            pending_release = (
+                self.limits.max_concurrency is not None and self._held != self._reported_held
+            )
+            if not batch and not pending_release:
+                # nothing waits: a heartbeat (or a pause report) keeps the member alive
+                await self._round_trip(0, 0)
+                return
+            if self._paused_until > anyio.current_time() and not pending_release:
+                self._waiters.extendleft(reversed(batch))
+                await self.wait_out_pause()
+                continue
+            rerate = [w for w in batch if w.rerate]
+            new = [w for w in batch if not w.rerate]
+            try:
+                granted, start, spacing = await self._round_trip(len(new), len(rerate))
+            except BaseException:
+                self._waiters.extendleft(reversed(batch))
+                raise
+            timed = rerate + new[:granted]
+            if self._paused_until > anyio.current_time():  # paused meanwhile: nothing timed
+                timed = []
+            for i, w in enumerate(timed):
+                w.start = start + i * spacing
+                if not w.rerate:
+                    w.granted = True
+                    self._held += 1
+                    if w.cancelled:  # gave up while we asked: hand the lease straight back
+                        self._held -= 1
+                w.event.set()
+            waiting = [w for w in batch if not w.event.is_set() and not w.cancelled]
+            if not waiting:
+                if not self._waiters:
+                    return
+                continue
+            self._waiters.extendleft(reversed(waiting))
+            if self._paused_until > anyio.current_time():
+                await self.wait_out_pause()
+            else:  # the shared bound is full: wait for a member to free a lease
+                self._free = anyio.Event()
+                with anyio.move_on_after(_RETRY_FULL):
+                    await self._free.wait()
+
+    async def _outage(self, exc: DatabaseUnavailable) -> None:
+        """Lost the database: let polls go on locally, hold creates, reconnect with backoff."""
+        logger.warning(
+            "shared limits: PostgreSQL at %s unavailable (%s); creates wait, polls go on",
+            self.limits.where,
+            exc,
+        )
+        self.coordinator.outages += 1
+        self._degraded = True
+        self._recovered = anyio.Event()
+        for w in self._waiters:
+            w.degraded = True
+            w.event.set()
+        self._waiters.clear()
+        attempt = 0
+        while True:
+            await anyio.sleep(_RECONNECT_DELAYS[min(attempt, len(_RECONNECT_DELAYS) - 1)])
+            attempt += 1
+            try:
+                await anyio.to_thread.run_sync(lambda: self._conn.open(install=False))
+                await self._round_trip(0, 0)
+            except DatabaseUnavailable:
+                continue
+            break
+        logger.warning("shared limits: PostgreSQL at %s is back", self.limits.where)
+        self._degraded = False
+        self._fallback = None
+        self._recovered.set()
+
+    def _fallback_gate(self) -> RequestGate:
+        """This process's share of the budget, for polls while the database is away."""
+        if self._fallback is None:
+            n = max(1, self._members)
+            conc = self.limits.max_concurrency
+            rps = self.limits.requests_per_second
+            self._fallback = RequestGate(
+                max(1, conc // n) if conc else 1_000_000, rps / n if rps else None
+            )
+            if self._paused_until > anyio.current_time():
+                self._fallback.rate_limited(self._paused_until - anyio.current_time())
+        return self._fallback
+
+    async def _listen_loop(self) -> None:
+        """Read the LISTEN connection (other members' pauses and freed leases arrive here)."""
+
+        def deliver(payload: str) -> None:
+            anyio.from_thread.run_sync(self._on_message, payload)
+
+        attempt = 0
+        while not self._listener.stop.is_set():
+            try:
+                await anyio.to_thread.run_sync(self._listener.run, deliver)
+            except DatabaseUnavailable:
+                await anyio.sleep(_RECONNECT_DELAYS[min(attempt, len(_RECONNECT_DELAYS) - 1)])
+                attempt += 1
+            else:
+                attempt = 0
