@@ -52,7 +52,7 @@ def benchmarks(session: nox.Session) -> None:
     A benchmark that crashes on a library change (bench_scale once did, on a custom policy)
     fails here, not months later in someone's run.
     """
-    quick = ["--quick", "--only", "requests,scale,throughput,limits"]
+    quick = ["--quick", "--only", "requests,scale,throughput,limits,shared"]
     session.run(PY, "benchmarks/run_all.py", *quick)
     session.run(PY, "benchmarks/sim_policy.py", "--seeds", "1", "--tasks", "200")
     session.run(PY, "benchmarks/bound.py")

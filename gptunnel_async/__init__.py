@@ -8,6 +8,7 @@ from ._errors import (
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
+    CoordinatorUnavailableError,
     CreateOutcomeUnknownError,
     GPTunnelError,
     InsufficientBalanceError,
@@ -20,6 +21,7 @@ from ._errors import (
     TaskFailedError,
     TaskTimeoutError,
 )
+from ._polling.shared import SharedLimits
 from ._retry import RetryPolicy
 from ._version import __version__
 from .catalog import MODELS, ModelSpec
@@ -58,6 +60,7 @@ __all__ = [
     "BGRemoverTask",
     "Balance",
     "ConfigurationError",
+    "CoordinatorUnavailableError",
     "CreateOutcomeUnknownError",
     "FaceSwapTask",
     "FixedIntervalPolicy",
@@ -80,6 +83,7 @@ __all__ = [
     "PollerClosedError",
     "RateLimitError",
     "RetryPolicy",
+    "SharedLimits",
     "SunoTrack",
     "TaskFailedError",
     "TaskState",

@@ -367,7 +367,8 @@ class AsyncGPTunnel:
         """
         if self._closed:
             raise GPTunnelError("this AsyncGPTunnel client is closed")
-        if gate is None and self.limits is not None:
+        if gate is None and self.limits is not None and current_slot() is None:
+            # (inside a slot already held, e.g. a poller's poll, the request is gated once)
             if self._shared_gate is None:
                 raise GPTunnelError(
                     "this client has shared limits: open it with `async with` before requests"

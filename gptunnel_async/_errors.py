@@ -218,3 +218,8 @@ def status_error_class(status_code: int, error_type: str | None) -> type[APIStat
     if status_code < 300:
         return InvalidRequestError
     return APIStatusError
+
+
+class CoordinatorUnavailableError(GPTunnelError):
+    """The PostgreSQL server that coordinates several processes cannot be reached (shared limits
+    or a shared batch); nothing was sent on its account."""

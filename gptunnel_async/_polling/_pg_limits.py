@@ -70,7 +70,8 @@ CREATE TABLE IF NOT EXISTS {s}.limits (
     episode_rate double precision NOT NULL DEFAULT 0,
     win_start timestamptz NOT NULL DEFAULT 'epoch', -- 1 s tumbling count of granted slots
     win_count integer NOT NULL DEFAULT 0,
-    prev_count integer NOT NULL DEFAULT 0
+    prev_count integer NOT NULL DEFAULT 0,
+    starved_until timestamptz NOT NULL DEFAULT 'epoch' -- a member waited for a lease lately
 );
 CREATE TABLE IF NOT EXISTS {s}.limit_members (
     key text NOT NULL,
@@ -95,12 +96,15 @@ END $$;
 
 -- One grant round: report what I hold (absolute, so a lost answer cannot leak leases), take up
 -- to p_new new leases within the shared bound, and a start time for each new lease and each
--- p_rerate lease that must be re-timed after a pause. Also the member's heartbeat.
+-- p_rerate lease that must be re-timed after a pause. Under a concurrency bound, new leases are
+-- granted only for starts within p_horizon seconds, so no member sits on leases while it waits
+-- for its turn in the rate budget. Also the member's heartbeat.
 CREATE OR REPLACE FUNCTION {s}.acquire(
     p_key text, p_member text, p_held integer, p_new integer, p_rerate integer,
-    p_max_concurrency integer, p_rps double precision, p_ttl double precision)
+    p_max_concurrency integer, p_rps double precision, p_ttl double precision,
+    p_horizon double precision)
 RETURNS TABLE (granted integer, wait_s double precision, spacing_s double precision,
-               paused_s double precision, members integer)
+               paused_s double precision, members integer, starved boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
     now_ts timestamptz := clock_timestamp();
@@ -109,6 +113,7 @@ DECLARE
     n_members integer;
     prev_held integer;
     g integer := 0;
+    room integer;
     slots integer := 0;
     rate double precision;
     start_ts timestamptz;
@@ -126,6 +131,27 @@ BEGIN
         g := p_new;
         IF p_max_concurrency IS NOT NULL THEN
             g := greatest(0, least(p_new, p_max_concurrency - others - p_held));
+            IF g < p_new AND lim.starved_until <= now_ts THEN
+                -- someone waits for a lease: members give theirs back at once for a while
+                lim.starved_until := now_ts + interval '1 second';
+                PERFORM pg_notify('{s}_limits', p_key || ' starved');
+            END IF;
+        END IF;
+        rate := {s}.slow_rate_now(lim, p_rps, now_ts);
+        IF rate IS NULL THEN
+            lim.slow_rate := NULL;
+            rate := p_rps;
+        END IF;
+        IF rate IS NOT NULL THEN
+            sp := {WINDOW} / rate;
+            start_ts := greatest(lim.next_at, now_ts);
+            w := extract(epoch FROM start_ts - now_ts);
+            IF p_max_concurrency IS NOT NULL THEN  -- (no leases: no reason to hold back)
+                -- at least a few slots ahead: at low rates a round trip per slot is waste
+                room := greatest(0, floor((greatest(p_horizon, 4 * sp) - w) / sp)::integer
+                                    + 1 - p_rerate);
+                g := least(g, room);
+            END IF;
         END IF;
         slots := g + p_rerate;
     END IF;
@@ -137,21 +163,14 @@ BEGIN
             lim.win_count := 0;
         END IF;
         lim.win_count := lim.win_count + slots;
-        rate := {s}.slow_rate_now(lim, p_rps, now_ts);
-        IF rate IS NULL THEN
-            lim.slow_rate := NULL;
-            rate := p_rps;
-        END IF;
-        IF rate IS NOT NULL THEN
-            sp := {WINDOW} / rate;
-            start_ts := greatest(lim.next_at, now_ts);
-            w := extract(epoch FROM start_ts - now_ts);
+        IF sp > 0 THEN
             lim.next_at := start_ts + make_interval(secs => sp * slots);
         END IF;
-        UPDATE {s}.limits SET next_at = lim.next_at, slow_rate = lim.slow_rate,
-            win_start = lim.win_start, win_count = lim.win_count, prev_count = lim.prev_count
-            WHERE key = p_key;
     END IF;
+    UPDATE {s}.limits SET next_at = lim.next_at, slow_rate = lim.slow_rate,
+        win_start = lim.win_start, win_count = lim.win_count, prev_count = lim.prev_count,
+        starved_until = lim.starved_until
+        WHERE key = p_key;
     INSERT INTO {s}.limit_members (key, member, held, expires_at)
         VALUES (p_key, p_member, p_held + g, now_ts + make_interval(secs => p_ttl))
         ON CONFLICT (key, member)
@@ -163,7 +182,7 @@ BEGIN
     END IF;
     RETURN QUERY SELECT g, w, sp,
         greatest(0.0, extract(epoch FROM lim.paused_until - now_ts)::double precision),
-        n_members + 1;
+        n_members + 1, lim.starved_until > now_ts;
 END $$;
 
 -- A 429: pause every member until Retry-After has passed (the database's clock), then slow-start
@@ -219,6 +238,7 @@ class Grant:
     spacing: float
     paused: float
     members: int
+    starved: bool
 
 
 def _connect(dsn: str, application_name: str) -> Any:
@@ -286,11 +306,14 @@ class LimitsConnection:
         max_concurrency: int | None,
         rps: float | None,
         ttl: float,
+        horizon: float,
     ) -> Grant:
-        sql = f"SELECT * FROM {self._schema}.acquire(%s, %s, %s, %s, %s, %s, %s, %s)"
-        args = (key, member, held, new, rerate, max_concurrency, rps, ttl)
+        sql = f"SELECT * FROM {self._schema}.acquire(%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        args = (key, member, held, new, rerate, max_concurrency, rps, ttl, horizon)
         row = self._run(lambda c: c.execute(sql, args).fetchone())
-        return Grant(int(row[0]), float(row[1]), float(row[2]), float(row[3]), int(row[4]))
+        return Grant(
+            int(row[0]), float(row[1]), float(row[2]), float(row[3]), int(row[4]), bool(row[5])
+        )
 
     def pause(self, key: str, seconds: float, rps: float | None, min_rate: float) -> float:
         sql = f"SELECT {self._schema}.pause(%s, %s, %s, %s)"
@@ -299,7 +322,7 @@ class LimitsConnection:
 
     def leave(self, key: str, member: str) -> None:
         """Give back every lease of this member now (instead of at its heartbeat's expiry)."""
-        sql = f"SELECT * FROM {self._schema}.acquire(%s, %s, 0, 0, 0, NULL, NULL, 0)"
+        sql = f"SELECT * FROM {self._schema}.acquire(%s, %s, 0, 0, 0, NULL, NULL, 0, 0)"
         self._run(lambda c: c.execute(sql, (key, member)).fetchone())
         delete = f"DELETE FROM {self._schema}.limit_members WHERE key = %s AND member = %s"
         self._run(lambda c: c.execute(delete, (key, member)))

@@ -30,18 +30,22 @@ from types import TracebackType
 import anyio
 from anyio.abc import TaskGroup
 
-from .._errors import GPTunnelError
+from .._errors import CoordinatorUnavailableError
 from .._logs import logger
 from .._retry import RequestKind
-from ._pg_limits import DatabaseUnavailable, LimitsConnection, LimitsListener, describe_dsn
+from ._pg_limits import (
+    DatabaseUnavailable,
+    Grant,
+    LimitsConnection,
+    LimitsListener,
+    describe_dsn,
+)
 from .limits import _CURRENT_SLOT, GateStats, RequestGate, _Slot
 
 _RETRY_FULL = 0.25  # re-ask this often while the shared bound is full (a dead member's leases)
+# New leases are granted only for starts this close: nobody holds a lease long before using it.
+_HORIZON = 0.15
 _RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0)
-
-
-class CoordinatorUnavailableError(GPTunnelError):
-    """The PostgreSQL server behind shared limits cannot be reached; nothing was sent."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,7 @@ class SharedGate:
         self._paused_until = -math.inf
         self._pause_gen = 0
         self._members = 1
+        self._starved_until = -math.inf  # a member waits for a lease: give ours back at once
         self._degraded = False
         self._fallback: RequestGate | None = None
 
@@ -312,10 +317,14 @@ class SharedGate:
         return waiter
 
     def _release(self) -> None:
+        """Give a lease back; the database learns it with the next round trip, at once only
+        while someone waits for a lease (ours, or another member's: "starved")."""
         self._held -= 1
-        if self.limits.max_concurrency is not None:
+        if self.limits.max_concurrency is None:
+            return
+        if self._waiters or self._starved_until > anyio.current_time():
             self._wake.set()
-            self._free.set()  # our own waiters may take it at once
+            self._free.set()
 
     async def _wait_recovered(self) -> None:
         with anyio.move_on_after(self.limits.outage_timeout) as scope:
@@ -346,11 +355,15 @@ class SharedGate:
             self._note_pause(float(value))
         elif what == "free":
             self._free.set()
+        elif what == "starved":
+            self._starved_until = anyio.current_time() + 1.0
+            if self._held != self._reported_held:
+                self._wake.set()
 
     # -- the coordinator: one round trip at a time, for everything waiting --
 
-    async def _round_trip(self, new: int, rerate: int) -> tuple[int, float, float]:
-        """One acquire round; returns (granted, first start, spacing) in event-loop time."""
+    async def _round_trip(self, new: int, rerate: int) -> tuple[Grant, float]:
+        """One acquire round (pause reports first); the grant and its first start, loop time."""
         limits = self.limits
         held = self._held
         reports, self._pause_reports = self._pause_reports, []
@@ -375,6 +388,7 @@ class SharedGate:
                 limits.max_concurrency,
                 limits.requests_per_second,
                 limits.lease_ttl,
+                _HORIZON,
             )
         except DatabaseUnavailable:
             self._pause_reports[:0] = reports  # tell the others once it is back
@@ -385,9 +399,11 @@ class SharedGate:
         self.coordinator.latencies.append(time.perf_counter() - started)
         self._reported_held = held + grant.granted
         self._members = grant.members
+        if grant.starved:
+            self._starved_until = now + 1.0
         if grant.paused > 0:
             self._note_pause(grant.paused)
-        return grant.granted, now + grant.wait, grant.spacing
+        return grant, now + grant.wait
 
     async def _coordinate(self) -> None:
         heartbeat = self.limits.lease_ttl / 3
@@ -401,34 +417,35 @@ class SharedGate:
                 await self._outage(exc)
 
     async def _serve_waiters(self) -> None:
+        """Serve every waiting slot in as few round trips as it takes.
+
+        Woken with nothing waiting, it still makes one: a heartbeat, a pause report, or
+        leases given back while another member waits for one.
+        """
         while True:
             if self._pause_reports:  # first tell the others of a 429
                 await self._round_trip(0, 0)
             batch = [w for w in self._waiters if not w.cancelled]
             self._waiters.clear()
-            pending_release = (
-                self.limits.max_concurrency is not None and self._held != self._reported_held
-            )
-            if not batch and not pending_release:
-                # nothing waits: a heartbeat (or a pause report) keeps the member alive
+            if not batch:
                 await self._round_trip(0, 0)
                 return
-            if self._paused_until > anyio.current_time() and not pending_release:
+            if self._paused_until > anyio.current_time():
                 self._waiters.extendleft(reversed(batch))
                 await self.wait_out_pause()
                 continue
             rerate = [w for w in batch if w.rerate]
             new = [w for w in batch if not w.rerate]
             try:
-                granted, start, spacing = await self._round_trip(len(new), len(rerate))
+                grant, start = await self._round_trip(len(new), len(rerate))
             except BaseException:
                 self._waiters.extendleft(reversed(batch))
                 raise
-            timed = rerate + new[:granted]
+            timed = rerate + new[: grant.granted]
             if self._paused_until > anyio.current_time():  # paused meanwhile: nothing timed
                 timed = []
             for i, w in enumerate(timed):
-                w.start = start + i * spacing
+                w.start = start + i * grant.spacing
                 if not w.rerate:
                     w.granted = True
                     self._held += 1
@@ -443,10 +460,13 @@ class SharedGate:
             self._waiters.extendleft(reversed(waiting))
             if self._paused_until > anyio.current_time():
                 await self.wait_out_pause()
-            else:  # the shared bound is full: wait for a member to free a lease
-                self._free = anyio.Event()
-                with anyio.move_on_after(_RETRY_FULL):
-                    await self._free.wait()
+                continue
+            # Not granted: the rate schedule is full beyond the horizon (ask again when it
+            # comes within it), or the shared bound is full (ask again when a lease is freed).
+            next_free = grant.wait + len(timed) * grant.spacing - max(_HORIZON, 4 * grant.spacing)
+            self._free = anyio.Event()
+            with anyio.move_on_after(max(0.005, next_free) if next_free > 0 else _RETRY_FULL):
+                await self._free.wait()
 
     async def _outage(self, exc: DatabaseUnavailable) -> None:
         """Lost the database: let polls go on locally, hold creates, reconnect with backoff."""
