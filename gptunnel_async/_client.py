@@ -8,6 +8,7 @@ errors. Resources (``client.media`` ...) are thin layers that build bodies and p
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import platform
 import time
@@ -104,6 +105,35 @@ def _normalise_base_url(raw: str) -> str:
     return url
 
 
+def _chosen_base_url(explicit: str | None) -> str:
+    """The argument, else the environment, else the real service.
+
+    Only an absent value falls through: an empty one (``base_url=""``, or the variable set to
+    "") is a mistake, and silently sending the key to the real service would hide it.
+    """
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get(BASE_URL_ENV)
+    if from_env is not None:
+        if not from_env.strip():
+            raise ConfigurationError(f"{BASE_URL_ENV} is set but empty")
+        return from_env
+    return DEFAULT_BASE_URL
+
+
+def create_deadline_for(timeout: httpx.Timeout, explicit: float | None) -> float:
+    """Seconds a create may take in total once it starts, answer included.
+
+    httpx's timeouts bound each step (a read waits at most ``read`` seconds *per chunk*), so an
+    answer that trickles in never times out; and a create is shielded from cancellation, so
+    nothing else would end it. Unless set, the bound is one connect, one write and one read.
+    """
+    if explicit is not None:
+        return explicit
+    steps = (timeout.connect, timeout.write, timeout.read)
+    return math.inf if any(s is None for s in steps) else float(sum(s or 0.0 for s in steps))
+
+
 def _user_agent() -> str:
     return (
         f"gptunnel-async/{__version__} python/{platform.python_version()} httpx/{httpx.__version__}"
@@ -119,6 +149,8 @@ class AsyncGPTunnel:
     ``limits`` (a ``SharedLimits``) shares one concurrency bound, rate budget and 429 pause
     with every other process using this key against the same PostgreSQL database; it is
     opened by ``async with`` (PostgreSQL unreachable: ``CoordinatorUnavailableError`` there).
+    ``create_deadline`` bounds a create in total, answer included (default: one connect, one
+    write and one read timeout); a create past it is reported ``may_have_been_created``.
     """
 
     media: MediaResource
@@ -139,6 +171,7 @@ class AsyncGPTunnel:
         transport: httpx.AsyncBaseTransport | None = None,
         poll_policy: PollPolicy | None = None,
         limits: SharedLimits | None = None,
+        create_deadline: float | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         if not key or not key.strip():
@@ -150,14 +183,17 @@ class AsyncGPTunnel:
             raise ConfigurationError("the API key contains a line break")
         if max_connections < 1:
             raise ConfigurationError("max_connections must be >= 1")
+        if create_deadline is not None and not create_deadline > 0:
+            raise ConfigurationError(f"create_deadline must be > 0 seconds, got {create_deadline}")
         self._api_key = key.strip()
         register_secret(self._api_key)
-        self.base_url = _normalise_base_url(
-            base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
-        )
+        self.base_url = _normalise_base_url(_chosen_base_url(base_url))
         self.retry_policy = retry_policy or RetryPolicy(max_retries=max_retries)
         self.max_connections = max_connections
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        #: The total time a create may take once sent (``None``: one connect + write + read).
+        self.create_deadline = create_deadline
+        self._creates_in_flight: set[anyio.CancelScope] = set()
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             timeout=self.timeout,
@@ -231,6 +267,17 @@ class AsyncGPTunnel:
     @property
     def is_closed(self) -> bool:
         return self._closed
+
+    def cut_creates_in_flight(self, grace: float = 0.0) -> None:
+        """Give every create now in flight at most ``grace`` more seconds (e.g. on Ctrl-C).
+
+        A create that has left is shielded from cancellation so that its task id is not lost;
+        this bounds that wait for a caller that must stop soon. A create cut short is reported
+        like one past its deadline: ``may_have_been_created``, never re-sent.
+        """
+        deadline = anyio.current_time() + grace
+        for scope in self._creates_in_flight:
+            scope.deadline = min(scope.deadline, deadline)
 
     def __repr__(self) -> str:
         return f"AsyncGPTunnel(base_url={self.base_url!r}, api_key='<redacted>')"
@@ -436,21 +483,31 @@ class AsyncGPTunnel:
                     await write_ahead.not_sent()  # a 429 came meanwhile: wait it out first
                     await slot.gate.wait_out_pause()
                     await write_ahead.on_wire()
+            # A create that has left is allowed to finish even if the caller is being
+            # cancelled: abandoning it mid-flight would leave a billed task nobody knows the id
+            # of. It is bounded all the same, by its total deadline.
+            creating = kind is RequestKind.CREATE
+            bound = create_deadline_for(timeout or self.timeout, self.create_deadline)
+            scope = anyio.CancelScope(shield=creating)
+            if creating:
+                scope.deadline = anyio.current_time() + bound
+                self._creates_in_flight.add(scope)
             try:
-                # A create that has left is allowed to finish even if the caller is being
-                # cancelled (bounded by the request timeouts): abandoning it mid-flight would
-                # leave a billed task nobody knows the id of.
-                with anyio.CancelScope(shield=kind is RequestKind.CREATE):
+                with scope:
                     async with self._http.stream(
                         method, url, params=params, json=json_body, headers=self._headers, **extra
                     ) as response:
                         content = await _read_capped(response, MAX_RESPONSE_BYTES)
+                if scope.cancelled_caught:  # only a create's own deadline cancels this scope
+                    failure = self._past_deadline(method, path, task_id, bound)
             except httpx.TransportError as exc:
                 failure = self._transport_failure(exc, method, path, kind, task_id)
             except httpx.DecodingError:  # some transports decode eagerly
                 failure = (_encoding_mismatch("declared"), RetryDecision(False, "DecodingError"))
             except APIResponseValidationError as exc:
                 failure = (exc, RetryDecision(False, "unreadable response"))
+            finally:
+                self._creates_in_flight.discard(scope)
         if failure is not None:
             # Raised outside the handler, so neither __cause__ nor __context__ holds the httpx
             # exception: it carries the request, and with it the API key.
@@ -495,6 +552,20 @@ class AsyncGPTunnel:
         if decision.retry:
             raise _Retryable(error, decision.reason, parse_retry_after(response.headers))
         raise error
+
+    def _past_deadline(
+        self, method: str, path: str, task_id: str | None, bound: float
+    ) -> tuple[GPTunnelError, RetryDecision]:
+        logger.debug("%s %s: no complete answer before the create deadline", method, path)
+        error = APITimeoutError(
+            f"{method} {path}: no complete answer within the create deadline "
+            f"({bound:g} s, or cut short)",
+            method=method,
+            path=path,
+            task_id=task_id,
+            may_have_been_created=True,
+        )
+        return error, RetryDecision(False, "create deadline")
 
     def _transport_failure(
         self,

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from ._errors import InvalidInputError
+from ._errors import APIResponseValidationError, InvalidInputError
+from ._logs import redact
 from .catalog import MODELS, ModelSpec
 
 _TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_Answer = TypeVar("_Answer")
 
 
 def check_task_id(task_id: Any) -> str:
@@ -27,6 +29,30 @@ def check_task_id(task_id: Any) -> str:
             f"invalid task id {shown}: expected letters, digits, '-' or '_' (24 hex in practice)"
         )
     return task_id
+
+
+def check_answer_is_for(answer: _Answer, task_id: str, *, method: str, path: str) -> _Answer:
+    """A result answer must be the record of the task asked about, or it is not an answer.
+
+    A server (or a cache that ignores the query string) that returns another task's record
+    would otherwise pass that task's status and file off as this one's: a batch would save one
+    file for many requests. So a different (or missing) id is an ``APIResponseValidationError``.
+    """
+    got = getattr(answer, "id", None)
+    if got == task_id:
+        return answer
+    if got is None:
+        about = "no task id"
+    elif isinstance(got, str) and _TASK_ID.fullmatch(got):
+        about = f"task {redact(got)}"
+    else:
+        about = "a malformed task id"
+    raise APIResponseValidationError(
+        f"{method} {path}: asked for task {task_id}, the answer is for {about}",
+        method=method,
+        path=path,
+        task_id=task_id,
+    )
 
 
 def check_encodable(name: str, value: str) -> str:

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gptunnel_async import AdaptivePolicy, AsyncGPTunnel, InvalidInputError, MediaTask
+from gptunnel_async._errors import APIResponseValidationError
 from gptunnel_async.download import (
     Downloader,
     DownloadError,
@@ -386,7 +387,9 @@ async def test_a_server_sent_task_id_that_escapes_is_refused_at_download(
     async with AsyncGPTunnel(
         KEY, base_url="https://api.test", transport=httpx.MockTransport(api)
     ) as client:
-        task = await client.media.result(TASK_ID)
+        with pytest.raises(APIResponseValidationError):  # not the task asked about
+            await client.media.result(TASK_ID)
+        task = await client.media.create(model="google-imagen-3", prompt="a fox")
         with nothing_written(root, target):
             with pytest.raises(InvalidInputError, match="task id"):
                 await task.download(target)

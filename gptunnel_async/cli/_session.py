@@ -18,7 +18,7 @@ import anyio
 import click
 
 from .. import AdaptivePolicy, AsyncGPTunnel, ConfigurationError, GPTunnelError, InvalidInputError
-from .._client import API_KEY_ENV, BASE_URL_ENV
+from .._client import API_KEY_ENV
 from .._errors import APIConnectionError, APIStatusError, TaskFailedError, TaskTimeoutError
 from ..testing import offline_client
 from ..testing._offline import OFFLINE_TIME_SCALE
@@ -92,9 +92,8 @@ async def open_client(settings: Settings) -> AsyncIterator[AsyncGPTunnel]:
     key = settings.require_key()
     policy = AdaptivePolicy(clock_scale=settings.clock_scale) if settings.clock_scale else None
     try:
-        client = AsyncGPTunnel(
-            key, base_url=settings.base_url or os.environ.get(BASE_URL_ENV), poll_policy=policy
-        )
+        # an empty --base-url is refused by the client, never taken for "the default"
+        client = AsyncGPTunnel(key, base_url=settings.base_url, poll_policy=policy)
     except ConfigurationError as exc:
         raise CLIError(str(exc), exit_code=EXIT_USAGE) from None
     async with client:

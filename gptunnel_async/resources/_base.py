@@ -16,7 +16,7 @@ import anyio
 
 from .._response import parse_model
 from .._retry import RequestKind
-from .._validation import check_task_id
+from .._validation import check_answer_is_for, check_task_id
 from ..types._task import TaskBase
 from ._waiting import wait_for_task
 
@@ -94,7 +94,8 @@ class TaskResource(Generic[T]):
             task_id=task_id,
             max_retries=max_retries,
         )
-        return self._bound(data, method="GET", path=self._result_path)
+        task = self._bound(data, method="GET", path=self._result_path)
+        return check_answer_is_for(task, task_id, method="GET", path=self._result_path)
 
     async def _wait(
         self,
