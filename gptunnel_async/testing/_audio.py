@@ -49,6 +49,7 @@ def _side_info(line: int, bits: int) -> tuple[int, ...]:
 _GRANULE_WIDTHS: Final = (12, 9, 8, 4, 1, 5, 5, 5, 4, 3, 1, 1, 1)
 
 
+@lru_cache(maxsize=64)
 def frame(line: int) -> bytes:
     """One frame (two granules) playing spectral ``line``."""
     data = _granule_data(line)

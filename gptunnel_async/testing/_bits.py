@@ -76,6 +76,10 @@ class LsbBitWriter:
             self._acc >>= 8
             self._n -= 8
 
+    @property
+    def bit_length(self) -> int:
+        return len(self._out) * 8 + self._n
+
     def getvalue(self) -> bytes:
         tail = bytes([self._acc]) if self._n else b""
         return bytes(self._out) + tail

@@ -11,14 +11,12 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import struct
-import zlib
 from functools import lru_cache
 from typing import Final
 
 from ._audio import tune
 from ._http import Response
-from ._pictures import PNG_SIGNATURE, picture
+from ._pictures import PNG_SIGNATURE, encode_png, picture
 from ._state import Task
 from ._video import clip
 
@@ -33,21 +31,10 @@ WEBP_1X1: Final = base64.b64decode("UklGRhoAAABXRUJQVlA4TA0AAAAvAAAAEAcQERGIiP4H
 _AR_IN_PROMPT: Final = re.compile(r"--ar\s+(\d+:\d+)")
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
 @lru_cache(maxsize=256)
 def png(rgb: tuple[int, int, int], size: int = 8) -> bytes:
     """A solid ``size``x``size`` RGB PNG (an input image for tests: masks, uploads)."""
-    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
-    row = b"\x00" + bytes(rgb) * size
-    return (
-        PNG_SIGNATURE
-        + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", zlib.compress(row * size))
-        + _chunk(b"IEND", b"")
-    )
+    return encode_png(bytes(rgb) * (size * size), size, size)
 
 
 def _subject(task: Task) -> str:

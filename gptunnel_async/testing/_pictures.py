@@ -70,41 +70,49 @@ class Scene:
             waves=tuple(u[16:32]),
         )
 
-    def _sky_at(self, distance: float, radius: float, sky: RGB) -> RGB:
-        """The sun, its glow fading into the sky, or the sky."""
-        if distance <= radius:
-            return self.sun
-        if distance <= 2 * radius:
-            return _mix(self.sun, sky, min(1.0, 0.2 + 0.8 * (distance - radius) / (radius + 1)))
-        return sky
-
     def render(self, width: int, height: int, t: float = 0.0) -> bytes:
-        """RGB rows (``3 * width * height`` bytes); ``t`` in [0, 1] moves the sun (for video)."""
+        """RGB rows (``3 * width * height`` bytes); ``t`` in [0, 1] moves the sun (for video).
+
+        Built row by row from a few colours per row (the emulator renders on its event loop:
+        a picture costs about a millisecond); only the sun's box is drawn pixel by pixel.
+        """
         w = self.waves
-        short = min(width, height)
         sun_x = (self.sun_x + 0.3 * t) % 1.0 * width
         sun_y = (self.sun_y + 0.1 * math.sin(math.pi * t)) * height
-        radius = self.sun_r * short
-        far_line = [
-            height * (0.59 + 0.08 * math.sin(6.3 * (x / width * (1 + 2 * w[0]) + w[1])))
+        radius = self.sun_r * min(width, height)
+        glow = 1.6 * radius
+        far_top = [
+            math.ceil(height * (0.59 + 0.08 * math.sin(6.3 * (x / width * (1 + 2 * w[0]) + w[1]))))
             for x in range(width)
         ]
-        near_line = [
-            height * (0.75 + 0.06 * math.sin(6.3 * (x / width * (2 + 3 * w[3]) + w[4] + 0.5 * t)))
+        near_top = [
+            math.ceil(
+                height
+                * (0.75 + 0.06 * math.sin(6.3 * (x / width * (2 + 3 * w[3]) + w[4] + 0.5 * t)))
+            )
             for x in range(width)
         ]
-        out = bytearray()
+        rows: list[bytes] = []
+        last = max(height - 1, 1)
+        sun = bytes(self.sun)
         for y in range(height):
-            sky = _mix(self.sky_top, self.sky_bottom, y / max(height - 1, 1))
-            for x in range(width):
-                if y >= near_line[x]:
-                    px = _mix(self.near, (0, 0, 0), 0.5 * (y - near_line[x]) / height)
-                elif y >= far_line[x]:
-                    px = _mix(self.far, sky, 0.25)
-                else:
-                    px = self._sky_at(math.hypot(x - sun_x, y - sun_y), radius, sky)
-                out += bytes(px)
-        return bytes(out)
+            sky_rgb = _mix(self.sky_top, self.sky_bottom, y / last)
+            sky, far = bytes(sky_rgb), bytes(_mix(self.far, sky_rgb, 0.25))
+            near = bytes(_mix(self.near, (0, 0, 0), 0.5 * y / height))
+            row = [
+                near if y >= n else far if y >= f else sky
+                for n, f in zip(near_top, far_top, strict=True)
+            ]
+            dy = y - sun_y
+            if abs(dy) < glow:
+                shades = [bytes(_mix(self.sun, sky_rgb, 0.3 + 0.1 * k)) for k in range(8)]
+                span = math.sqrt(glow * glow - dy * dy)
+                for x in range(max(0, int(sun_x - span)), min(width, int(sun_x + span) + 1)):
+                    if row[x] is sky:
+                        d = math.hypot(x - sun_x, dy) - radius
+                        row[x] = sun if d <= 0 else shades[min(7, int(8 * d / (glow - radius)))]
+            rows.append(b"".join(row))
+        return b"".join(rows)
 
 
 def size_for(aspect: str | None, long_side: int = 96) -> tuple[int, int]:
@@ -135,6 +143,9 @@ def encode_png(rgb: bytes, width: int, height: int) -> bytes:
         + _chunk(b"IDAT", zlib.compress(rows, 9))
         + _chunk(b"IEND", b"")
     )
+
+
+_BIT_REVERSED: Final = bytes(int(f"{v:08b}"[::-1], 2) for v in range(256))
 
 
 def _flat_code(bits: LsbBitWriter, alphabet: int) -> None:
@@ -177,11 +188,14 @@ def encode_webp(rgb: bytes, width: int, height: int) -> bytes:
     _flat_code(bits, 256)  # blue
     _single(bits, 255)  # alpha: opaque
     _single(bits, 0)  # distance: unused
-    reverse = [int(f"{v:08b}"[::-1], 2) for v in range(256)]  # prefix codes go MSB first
-    for i in range(0, len(rgb), 3):
-        r, g, b = rgb[i], rgb[i + 1], rgb[i + 2]
-        bits.bits(reverse[g] | reverse[r] << 8 | reverse[b] << 16, 24)
-    data = bits.getvalue()
+    # Every pixel is three 8-bit codes (green, red, blue), each sent most significant bit
+    # first: the pixel bytes reordered and bit-reversed, appended after the header's bits.
+    pixels = bytearray(len(rgb))
+    pixels[0::3], pixels[1::3], pixels[2::3] = rgb[1::3], rgb[0::3], rgb[2::3]
+    stream = bits.getvalue(), bits.bit_length
+    tail = int.from_bytes(pixels.translate(_BIT_REVERSED), "little") << stream[1]
+    total = int.from_bytes(stream[0], "little") | tail
+    data = total.to_bytes((stream[1] + 8 * len(pixels) + 7) // 8, "little")
     chunk = b"VP8L" + struct.pack("<I", len(data)) + data + (b"\x00" if len(data) % 2 else b"")
     return b"RIFF" + struct.pack("<I", 4 + len(chunk)) + b"WEBP" + chunk
 

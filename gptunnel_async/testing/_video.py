@@ -7,6 +7,7 @@ entropy coder), so any player decodes it. A few frames at a low rate keep it sma
 
 from __future__ import annotations
 
+import re
 import struct
 from functools import lru_cache
 from typing import Final
@@ -19,17 +20,12 @@ LEVEL: Final = 30
 MB: Final = 16
 
 
+_NEEDS_ESCAPE: Final = re.compile(rb"\x00\x00(?=[\x00-\x03])")
+
+
 def _nal(ref_idc: int, kind: int, rbsp: bytes) -> bytes:
     """A NAL unit: header byte, then the payload with emulation-prevention bytes."""
-    out = bytearray([(ref_idc << 5) | kind])
-    zeros = 0
-    for byte in rbsp:
-        if zeros >= 2 and byte <= 3:
-            out.append(3)
-            zeros = 0
-        out.append(byte)
-        zeros = zeros + 1 if byte == 0 else 0
-    return bytes(out)
+    return bytes([(ref_idc << 5) | kind]) + _NEEDS_ESCAPE.sub(b"\x00\x00\x03", rbsp)
 
 
 def _trailing(bits: BitWriter) -> bytes:
@@ -76,36 +72,34 @@ def pps() -> bytes:
     return _nal(3, 8, _trailing(b))
 
 
-def _yuv420(rgb: bytes, width: int, height: int) -> tuple[bytes, bytes, bytes]:
-    """BT.601 studio-range planes, chroma averaged over 2x2 (samples kept in 1..254)."""
-    n = width * height
-    y = bytearray(n)
-    cb = bytearray(n)
-    cr = bytearray(n)
-    for i in range(n):
-        r, g, b = rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2]
-        y[i] = min(254, max(1, round(16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255)))
-        cb[i] = min(254, max(1, round(128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255)))
-        cr[i] = min(254, max(1, round(128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255)))
-    half_w, half_h = width // 2, height // 2
-    sub_b = bytearray(half_w * half_h)
-    sub_r = bytearray(half_w * half_h)
-    for j in range(half_h):
-        for i in range(half_w):
-            corners = (2 * j * width + 2 * i, 2 * j * width + 2 * i + 1)
-            picks = [c + d for c in corners for d in (0, width)]
-            sub_b[j * half_w + i] = sum(cb[p] for p in picks) // 4
-            sub_r[j * half_w + i] = sum(cr[p] for p in picks) // 4
-    return bytes(y), bytes(sub_b), bytes(sub_r)
+@lru_cache(maxsize=4096)
+def _ycbcr(rgb: bytes) -> tuple[int, int, int]:
+    """BT.601 studio range, kept in 1..254 (a picture has few colours: memoised)."""
+    r, g, b = rgb
+    y = round(16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255)
+    cb = round(128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255)
+    cr = round(128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255)
+    return min(254, max(1, y)), min(254, max(1, cb)), min(254, max(1, cr))
+
+
+def _planes(scene: Scene, width: int, height: int, t: float) -> tuple[bytes, bytes, bytes]:
+    """Y at full size; Cb and Cr from the scene drawn at half size (4:2:0)."""
+    full = scene.render(width, height, t)
+    half = scene.render(width // 2, height // 2, t)
+    luma = bytes(_ycbcr(full[i : i + 3])[0] for i in range(0, len(full), 3))
+    chroma = [_ycbcr(half[i : i + 3]) for i in range(0, len(half), 3)]
+    return luma, bytes(c[1] for c in chroma), bytes(c[2] for c in chroma)
 
 
 def _block(plane: bytes, stride: int, x: int, y: int, size: int) -> bytes:
     return b"".join(plane[(y + r) * stride + x : (y + r) * stride + x + size] for r in range(size))
 
 
-def idr_slice(rgb: bytes, width: int, height: int, idr_pic_id: int) -> bytes:
-    """One picture: an IDR slice whose macroblocks are all I_PCM."""
-    luma, cb, cr = _yuv420(rgb, width, height)
+def idr_slice(
+    planes: tuple[bytes, bytes, bytes], width: int, height: int, idr_pic_id: int
+) -> bytes:
+    """One picture (Y, Cb, Cr planes): an IDR slice whose macroblocks are all I_PCM."""
+    luma, cb, cr = planes
     b = BitWriter()
     b.ue(0)  # first_mb_in_slice
     b.ue(7)  # slice_type: I (every slice of the picture)
@@ -210,7 +204,7 @@ def clip(text: str, width: int = 64, height: int = 48, frames: int = 8, fps: int
     scene = Scene.of(text)
     samples = []
     for n in range(frames):
-        nal = idr_slice(scene.render(width, height, n / frames), width, height, n % 2)
+        nal = idr_slice(_planes(scene, width, height, n / frames), width, height, n % 2)
         samples.append(struct.pack(">I", len(nal)) + nal)
     sps_, pps_ = sps(width, height), pps()
     ftyp = _box(b"ftyp", b"isom", struct.pack(">I", 512), b"isomiso2avc1mp41")
