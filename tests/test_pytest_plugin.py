@@ -6,6 +6,7 @@ own pytest), on asyncio and trio.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -114,3 +115,20 @@ def test_the_entry_point_names_the_plugin() -> None:
         entry_points = tomllib.load(f)["project"]["entry-points"]["pytest11"]
     assert entry_points == {PLUGIN: PLUGIN}
     assert (ROOT / Path(*PLUGIN.split("."))).with_suffix(".py").is_file()
+
+
+def test_an_installed_entry_point_and_an_explicit_load_register_it_once(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After ``pip install``, pytest loads the plugin by its entry point; a ``-p`` or
+    ``pytest_plugins`` naming it too (as this suite's conftest does) must not clash."""
+    site = pytester.mkdir("site")
+    dist = site / "gptunnel_fake-0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: gptunnel-fake\nVersion: 0\n")
+    (dist / "entry_points.txt").write_text(f"[pytest11]\n{PLUGIN} = {PLUGIN}\n")
+    pytester.makeconftest(BACKENDS + f"\npytest_plugins = [{PLUGIN!r}]\n")
+    pytester.makepyfile(test_user=USER_BOT)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), str(ROOT)]))
+    result = pytester.runpytest_subprocess("-p", PLUGIN, "-p", "anyio")
+    result.assert_outcomes(passed=4)
