@@ -29,7 +29,7 @@ from common import (
     md_table,
 )
 
-from gptunnel_async import AsyncGPTunnel
+from gptunnel_async import AsyncGPTunnel, Poller, PollerOptions
 from gptunnel_async.poller import FixedIntervalPolicy
 from gptunnel_async.testing._counters import max_in_window
 
@@ -59,8 +59,11 @@ async def scenario(
         client = AsyncGPTunnel(API_KEY, base_url=url, max_connections=conc)
         async with (
             client,
-            client.poller(
-                max_concurrency=conc, requests_per_second=rps, policy=FixedIntervalPolicy(0.2)
+            Poller(
+                client,
+                PollerOptions(
+                    max_concurrency=conc, requests_per_second=rps, policy=FixedIntervalPolicy(0.2)
+                ),
             ) as poller,
         ):
             gate = poller.gate

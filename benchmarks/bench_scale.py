@@ -38,7 +38,7 @@ from common import (
     percentile,
 )
 
-from gptunnel_async import AdaptivePolicy, AsyncGPTunnel
+from gptunnel_async import AdaptivePolicy, AsyncGPTunnel, Poller, PollerOptions
 from gptunnel_async.poller import FixedIntervalPolicy, TaskHint
 from gptunnel_async.types.media import MediaTask
 
@@ -78,7 +78,7 @@ async def memory_per_task() -> dict[str, float]:
     out = {}
     # loopback URL that nothing listens on: no request is sent (first poll is an hour away)
     client = AsyncGPTunnel(API_KEY, base_url="http://127.0.0.1:9")
-    async with client, client.poller(policy=FixedIntervalPolicy(3600.0)) as poller:
+    async with client, Poller(client, PollerOptions(policy=FixedIntervalPolicy(3600.0))) as poller:
         await anyio.sleep(0.01)
         tracemalloc.start()
         before = tracemalloc.take_snapshot()
@@ -116,7 +116,10 @@ async def live_run(
 
     lags: list[float] = []
     client = AsyncGPTunnel(API_KEY, base_url=url, max_connections=conc)
-    async with client, client.poller(policy=SpreadPolicy(interval), max_concurrency=conc) as p:
+    async with (
+        client,
+        Poller(client, PollerOptions(policy=SpreadPolicy(interval), max_concurrency=conc)) as p,
+    ):
         for t in make_tasks(ids):
             p.add(t)
         stop = anyio.current_time() + seconds

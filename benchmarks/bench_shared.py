@@ -59,7 +59,7 @@ DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 async def worker_main(args: argparse.Namespace) -> None:
     from gptunnel_async import AsyncGPTunnel, SharedLimits
-    from gptunnel_async.poller import FixedIntervalPolicy
+    from gptunnel_async.poller import FixedIntervalPolicy, Poller, PollerOptions
 
     ids = json.loads(await anyio.Path(args.ids).read_text())
     limits = None
@@ -75,11 +75,14 @@ async def worker_main(args: argparse.Namespace) -> None:
     client = AsyncGPTunnel(
         API_KEY, base_url=args.url, limits=limits, max_connections=CONCURRENCY, max_retries=0
     )
-    poller = client.poller(
-        max_concurrency=CONCURRENCY,
-        requests_per_second=local_rps,
-        policy=FixedIntervalPolicy(0.2),
-        max_poll_failures=10_000,
+    poller = Poller(
+        client,
+        PollerOptions(
+            max_concurrency=CONCURRENCY,
+            requests_per_second=local_rps,
+            policy=FixedIntervalPolicy(0.2),
+            max_poll_failures=10_000,
+        ),
     )
     async with client, poller:
         for task_id in ids:

@@ -23,7 +23,7 @@ import anyio
 import httpx
 from common import API_KEY, IMAGE_MODEL, EmulatorProcess, ctl, machine_note, md_table
 
-from gptunnel_async import AsyncGPTunnel
+from gptunnel_async import AsyncGPTunnel, Poller, PollerOptions
 from gptunnel_async.poller import FixedIntervalPolicy
 
 
@@ -103,7 +103,9 @@ async def measure(
                 e1 = emu.cpu_seconds()
             else:  # SDK Poller: never-finishing tasks, ~zero interval
                 policy = FixedIntervalPolicy(1e-6)
-                async with client.poller(max_concurrency=conc, policy=policy) as poller:
+                async with Poller(
+                    client, PollerOptions(max_concurrency=conc, policy=policy)
+                ) as poller:
                     for tid in task_ids:
                         poller.add(tid)
                     await anyio.sleep(0.5)

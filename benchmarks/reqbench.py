@@ -22,7 +22,7 @@ import anyio
 import httpx
 from common import API_KEY, ctl, delay_stats, naive_wait
 
-from gptunnel_async import AsyncGPTunnel
+from gptunnel_async import AsyncGPTunnel, Poller, PollerOptions
 from gptunnel_async.poller import AdaptivePolicy, PollPolicy
 
 
@@ -93,8 +93,9 @@ async def run_batch(
                         ids.append(task.id)
                         tg.start_soon(naive_one, task.id)
             else:
-                async with client.poller(
-                    policy=policy, keep_open=True, max_concurrency=max_concurrency
+                async with Poller(
+                    client,
+                    PollerOptions(policy=policy, keep_open=True, max_concurrency=max_concurrency),
                 ) as poller:
 
                     async def produce() -> None:

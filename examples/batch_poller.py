@@ -9,13 +9,13 @@ What it shows:
 * creates (billed) run a few at a time, and each task goes to the poller as soon as it exists;
   a prompt the SDK rejects locally costs nothing and is reported, a create whose outcome is
   unknown is reported with ``may_have_been_created`` (it is not re-sent);
-* one ``client.poller(max_concurrency=...)`` polls every task on the adaptive schedule and
-  yields each exactly once, in completion order, failures included;
+* one ``Poller(client, PollerOptions(max_concurrency=...))`` polls every task on the adaptive
+  schedule and yields each exactly once, in completion order, failures included;
 * each finished file is saved with ``client.download(task, out_dir)`` (whole or not at all)
   while the others are still running; a summary closes the run.
 
-(``client.media.generate_many`` does the create-and-poll part in one call; this script spells
-it out to show the poller.)
+(``generate_many(client, requests)`` does the create-and-poll part in one call; this script
+spells it out to show the poller.)
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 
 import anyio
 
-from gptunnel_async import AsyncGPTunnel, GPTunnelError, InvalidInputError, Poller
+from gptunnel_async import AsyncGPTunnel, GPTunnelError, InvalidInputError, Poller, PollerOptions
 from gptunnel_async.testing import offline_client
 
 HERE = Path(__file__).parent
@@ -122,7 +122,7 @@ async def run(
 
         # keep_open: the creates run beside the loop below, adding tasks as they go.
         async with (
-            client.poller(max_concurrency=concurrency, keep_open=True) as poller,
+            Poller(client, PollerOptions(max_concurrency=concurrency, keep_open=True)) as poller,
             anyio.create_task_group() as tg,
         ):
             creates = partial(create_all, model=model, ar=ar, summary=summary)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import anyio
 
+from gptunnel_async import PollerOptions, generate_many
 from gptunnel_async.testing import offline_client
 
 SPEED = 20.0  # the emulator runs 20× faster than the real service; the schedule follows
@@ -27,7 +28,7 @@ async def main(prompts: list[str], out_dir: Path) -> None:
             {"model": "google-imagen-3", "prompt": p, "ar": "16:9", "tag": i}
             for i, p in enumerate(prompts)
         ]
-        async with client.media.generate_many(requests, max_concurrency=8) as results:
+        async with generate_many(client, requests, PollerOptions(max_concurrency=8)) as results:
             async for result in results:
                 if not result.ok:
                     print(f"#{result.index} failed: {result.error}")

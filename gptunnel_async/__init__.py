@@ -17,22 +17,23 @@ from ._errors import (
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
+    PollerClosedError,
     RateLimitError,
     TaskFailedError,
     TaskTimeoutError,
 )
+from ._polling.policy import AdaptivePolicy, FixedIntervalPolicy, PollPolicy
 from ._polling.shared import SharedLimits
 from ._retry import RetryPolicy
 from ._version import __version__
 from .catalog import MODELS, ModelSpec
 from .poller import (
-    AdaptivePolicy,
-    FixedIntervalPolicy,
+    BatchResult,
     MediaRequest,
     Poller,
-    PollerClosedError,
-    PollPolicy,
+    PollerOptions,
     PollResult,
+    generate_many,
 )
 from .types import (
     Balance,
@@ -59,6 +60,7 @@ __all__ = [
     "AuthenticationError",
     "BGRemoverTask",
     "Balance",
+    "BatchResult",
     "ConfigurationError",
     "CoordinatorUnavailableError",
     "CreateOutcomeUnknownError",
@@ -81,6 +83,7 @@ __all__ = [
     "PollResult",
     "Poller",
     "PollerClosedError",
+    "PollerOptions",
     "RateLimitError",
     "RetryPolicy",
     "SharedLimits",
@@ -90,4 +93,5 @@ __all__ = [
     "TaskTimeoutError",
     "Usage",
     "__version__",
+    "generate_many",
 ]

@@ -38,7 +38,6 @@ from ._retry import (
 )
 from ._version import __version__
 from .download import Downloader, LinkPolicy, check_not_expired, result_url
-from .poller.scheduler import Poller
 from .resources.account import AccountResource
 from .resources.media import MediaResource
 from .resources.midjourney import MidjourneyResource
@@ -353,31 +352,6 @@ class AsyncGPTunnel:
     async def models(self) -> list[LLMModel]:
         """The LLM models of ``GET /v1/models``."""
         return await self._account.models()
-
-    def poller(
-        self,
-        *,
-        max_concurrency: int = 16,
-        requests_per_second: float | None = None,
-        policy: PollPolicy | None = None,
-        task_timeout: float | None = None,
-        deadline: float | None = None,
-        max_poll_failures: int = 10,
-        keep_open: bool = False,
-        limits: SharedLimits | None = None,
-    ) -> Poller:
-        """A ``Poller`` for many tasks: ``async with client.poller() as p: p.add(...)``."""
-        return Poller(
-            self,
-            max_concurrency=max_concurrency,
-            requests_per_second=requests_per_second,
-            policy=policy,
-            task_timeout=task_timeout,
-            deadline=deadline,
-            max_poll_failures=max_poll_failures,
-            keep_open=keep_open,
-            limits=limits,
-        )
 
     # -- the one request path --
 

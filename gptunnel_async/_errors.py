@@ -166,6 +166,10 @@ class JournalInUseError(JournalError):
     """Another live run owns this journal; two runs on one record could pay twice."""
 
 
+class PollerClosedError(GPTunnelError, RuntimeError):
+    """A task was added to a poller that was closed for new tasks (or already left)."""
+
+
 class TaskFailedError(GPTunnelError):
     """The server reports that the task failed (or was cancelled)."""
 

@@ -20,7 +20,7 @@ from gptunnel_async import (  # noqa: E402
     TaskTimeoutError,
 )
 from gptunnel_async.download import DownloadError, LinkExpiredError  # noqa: E402
-from gptunnel_async.poller import PollResult  # noqa: E402
+from gptunnel_async.poller import BatchResult  # noqa: E402
 
 OK_FILE = "ok + whole file"
 OK_NO_FILE = "ok, no file (BUG)"
@@ -34,7 +34,7 @@ POLLS = "polls kept failing"
 OUTCOMES = (OK_FILE, FAILED, TIMED_OUT, UNKNOWN, REFUSED, EXPIRED, DOWNLOAD, POLLS, OK_NO_FILE)
 
 
-def classify(result: PollResult) -> str:
+def classify(result: BatchResult) -> str:
     """One outcome class per result (every result has exactly one)."""
     if result.ok:
         return OK_FILE if result.path is not None and result.path.is_file() else OK_NO_FILE

@@ -23,7 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from gptunnel_async import AsyncGPTunnel  # noqa: E402
+from gptunnel_async import (  # noqa: E402
+    AsyncGPTunnel,
+    PollerOptions,
+    generate_many,
+)
 from gptunnel_async.poller import AdaptivePolicy  # noqa: E402
 from reliability._common import classify  # noqa: E402
 from reliability._emulator import API_KEY, MODEL  # noqa: E402
@@ -40,12 +44,15 @@ async def run(args: argparse.Namespace) -> None:
         AsyncGPTunnel(
             API_KEY, base_url=args.url, timeout=httpx.Timeout(10.0, connect=2.0), poll_policy=policy
         ) as client,
-        client.media.generate_many(
+        generate_many(
+            client,
             requests,
-            max_concurrency=args.concurrency,
+            PollerOptions(
+                max_concurrency=args.concurrency,
+                task_timeout=args.task_timeout,
+                deadline=args.deadline,
+            ),
             max_pending=args.max_pending,
-            task_timeout=args.task_timeout,
-            deadline=args.deadline,
             journal=args.journal,
             download_to=args.out,
         ) as batch,

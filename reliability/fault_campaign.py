@@ -39,7 +39,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from gptunnel_async import AsyncGPTunnel  # noqa: E402
-from gptunnel_async.poller import AdaptivePolicy, generate_many  # noqa: E402
+from gptunnel_async.poller import AdaptivePolicy, PollerOptions, generate_many  # noqa: E402
 from gptunnel_async.stores import SQLiteJournal  # noqa: E402
 from reliability._common import (  # noqa: E402
     EXPIRED,
@@ -143,10 +143,10 @@ async def run_batch(
             async with generate_many(
                 client,
                 requests,
-                max_concurrency=s.concurrency,
+                PollerOptions(
+                    max_concurrency=s.concurrency, task_timeout=s.task_timeout, deadline=s.deadline
+                ),
                 max_pending=500,
-                task_timeout=s.task_timeout,
-                deadline=s.deadline,
                 journal=workdir / "journal.sqlite",
                 download_to=workdir / "out",
             ) as run:

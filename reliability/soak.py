@@ -32,7 +32,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from gptunnel_async import AsyncGPTunnel  # noqa: E402
+from gptunnel_async import (  # noqa: E402
+    AsyncGPTunnel,
+    PollerOptions,
+    generate_many,
+)
 from gptunnel_async.poller import AdaptivePolicy  # noqa: E402
 from reliability._common import OK_FILE, classify, machine_note, mark, md_table  # noqa: E402
 from reliability._emulator import API_KEY, MODEL, EmulatorProcess  # noqa: E402
@@ -115,12 +119,13 @@ async def soak(s: Settings, url: str, work: Path) -> SoakResult:
     ) as client:
         sampler.start()
         try:
-            async with client.media.generate_many(
+            async with generate_many(
+                client,
                 requests,
-                max_concurrency=s.concurrency,
+                PollerOptions(
+                    max_concurrency=s.concurrency, deadline=s.deadline, task_timeout=30.0
+                ),
                 max_pending=s.max_pending,
-                deadline=s.deadline,
-                task_timeout=30.0,
                 journal=work / "journal.sqlite",
                 download_to=work / "out",
             ) as run:

@@ -19,6 +19,8 @@ from gptunnel_async import (
     MediaTask,
     MidjourneyTask,
     NotFoundError,
+    Poller,
+    PollerOptions,
 )
 from gptunnel_async._images import MAX_IMAGE_BYTES, image_to_url, sniff_image_mime
 from gptunnel_async.testing._files import WEBP_1X1, png
@@ -154,7 +156,7 @@ async def test_poller_mixes_media_midjourney_faceswap_bgremover() -> None:
         swap = await client.faceswap.create(URL_A, URL_B)
         cut = await client.bgremover.create(URL_A)
         bare = await client.midjourney.imagine("by id")
-        async with client.poller(max_concurrency=4, task_timeout=10) as poller:
+        async with Poller(client, PollerOptions(max_concurrency=4, task_timeout=10)) as poller:
             for task in (media, grid, swap, cut):
                 poller.add(task, tag=task.id)
             poller.add(bare.id, kind="midjourney")

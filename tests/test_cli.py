@@ -17,7 +17,7 @@ import anyio
 import pytest
 from click.testing import CliRunner, Result
 
-from gptunnel_async import AsyncGPTunnel, PollResult
+from gptunnel_async import AsyncGPTunnel, BatchResult
 from gptunnel_async.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, main
 from gptunnel_async.cli._app import cli
 from gptunnel_async.testing import DurationDist, Emulator, EmulatorConfig, run_in_thread
@@ -360,7 +360,7 @@ def test_ctrl_c_stops_a_batch_with_exit_130_and_it_resumes(tmp_path: Path) -> No
     assert len(manifest(out)) == len(prompts)
 
 
-@pytest.mark.skipif(not hasattr(PollResult, "from_journal"), reason="journal not landed")
+@pytest.mark.skipif(not hasattr(BatchResult, "from_journal"), reason="journal not landed")
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_batch_killed_with_sigkill_resumes_without_creating_twice(tmp_path: Path) -> None:
     prompts = [f"prompt {i}" for i in range(30)]

@@ -20,7 +20,14 @@ import httpx
 import pytest
 from hostile_server import HostileServer, Reply, Request, hostile_server
 
-from gptunnel_async import AdaptivePolicy, AsyncGPTunnel, ConfigurationError, RetryPolicy
+from gptunnel_async import (
+    AdaptivePolicy,
+    AsyncGPTunnel,
+    ConfigurationError,
+    Poller,
+    RetryPolicy,
+    generate_many,
+)
 from gptunnel_async._client import create_deadline_for
 from gptunnel_async._errors import APIResponseValidationError, APITimeoutError, GPTunnelError
 
@@ -73,7 +80,7 @@ async def test_a_poll_answered_with_another_tasks_record_is_a_validation_error(
                 await resource.result(TASK_B)
             with pytest.raises(APIResponseValidationError, match=f"answer is for task {TASK_A}"):
                 await resource.wait(TASK_B, timeout=30)
-            async with client.poller() as poller:
+            async with Poller(client) as poller:
                 poller.add(TASK_B, kind=family)
                 results = [r async for r in poller]
     (only,) = results
@@ -88,8 +95,8 @@ async def test_generate_many_never_saves_another_tasks_file(tmp_path: Path) -> N
         async with client_for(server) as client:
             requests = [{"model": "google-imagen-3", "prompt": f"p{i}"} for i in range(3)]
             journal = tmp_path / "journal.sqlite"
-            async with client.media.generate_many(
-                requests, journal=journal, download_to=tmp_path / "out"
+            async with generate_many(
+                client, requests, journal=journal, download_to=tmp_path / "out"
             ) as run:
                 results = [r async for r in run]
     assert len(results) == 3

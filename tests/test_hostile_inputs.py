@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gptunnel_async import AdaptivePolicy, AsyncGPTunnel, InvalidInputError, MediaTask
+from gptunnel_async import AdaptivePolicy, AsyncGPTunnel, InvalidInputError, MediaTask, Poller
 from gptunnel_async._errors import APIResponseValidationError
 from gptunnel_async.download import (
     Downloader,
@@ -365,7 +365,7 @@ async def test_a_hostile_task_id_cannot_escape_the_output_folder(
                 await client.faceswap.result(task_id)
             with pytest.raises(InvalidInputError, match="task id"):
                 await client.media.wait(task_id)
-            async with client.poller() as poller:
+            async with Poller(client) as poller:
                 with pytest.raises(InvalidInputError, match="task id"):
                     poller.add(task_id)
                 with pytest.raises(InvalidInputError, match="task id"):
@@ -393,7 +393,7 @@ async def test_a_server_sent_task_id_that_escapes_is_refused_at_download(
         with nothing_written(root, target):
             with pytest.raises(InvalidInputError, match="task id"):
                 await task.download(target)
-            async with client.poller() as poller:
+            async with Poller(client) as poller:
                 with pytest.raises(InvalidInputError, match="task id"):
                     poller.add(task)
 

@@ -22,10 +22,12 @@ from gptunnel_async import (
     AsyncGPTunnel,
     CreateOutcomeUnknownError,
     GPTunnelError,
+    PollerOptions,
     TaskFailedError,
+    generate_many,
 )
 from gptunnel_async._errors import JournalError, JournalInUseError
-from gptunnel_async.poller.results import PollResult
+from gptunnel_async.poller.results import BatchResult
 from gptunnel_async.stores import SQLiteJournal, State, body_digest
 from gptunnel_async.testing import DurationDist, Emulator, EmulatorConfig, serve
 
@@ -49,11 +51,13 @@ def prompts(n: int) -> list[dict[str, Any]]:
     return [{"model": MODEL, "prompt": f"journal prompt {i}"} for i in range(n)]
 
 
-async def run_batch(url: str, reqs: list[dict[str, Any]], tmp: Path, **kw: Any) -> list[PollResult]:
+async def run_batch(
+    url: str, reqs: list[dict[str, Any]], tmp: Path, options: PollerOptions | None = None
+) -> list[BatchResult]:
     async with (
         client_for(url) as client,
-        client.media.generate_many(
-            reqs, journal=tmp / "journal.sqlite", download_to=tmp / "out", **kw
+        generate_many(
+            client, reqs, options, journal=tmp / "journal.sqlite", download_to=tmp / "out"
         ) as run,
     ):
         return [r async for r in run]
@@ -114,8 +118,8 @@ async def test_a_create_is_marked_on_the_wire_just_before_it_is_sent(tmp_path: P
 
     async with emulator() as (emu, url), client_for(url) as client:
         journal = Spy(tmp_path / "j.sqlite")
-        async with client.media.generate_many(
-            prompts(5), journal=journal, max_concurrency=1
+        async with generate_many(
+            client, prompts(5), PollerOptions(max_concurrency=1), journal=journal
         ) as run:
             assert len([r async for r in run]) == 5
         await journal.aclose()
@@ -127,14 +131,14 @@ async def test_a_cut_off_batch_resumes_without_creating_or_fetching_twice(tmp_pa
     async with emulator() as (emu, url):
         emu.config.durations[MODEL] = DurationDist.log_uniform(5, 60)
         with anyio.move_on_after(0.25) as scope:  # "the process dies" part-way through
-            await run_batch(url, reqs, tmp_path, max_concurrency=4)
+            await run_batch(url, reqs, tmp_path, PollerOptions(max_concurrency=4))
         assert scope.cancelled_caught
         created_first = sum(emu.counters.creates_by_prompt.values())
         saved_first = len(files(tmp_path))
         assert created_first > 0 and saved_first < 30
         file_requests_first = emu.counters.requests_by_route["GET /files"]
 
-        results = await run_batch(url, reqs, tmp_path, max_concurrency=4)
+        results = await run_batch(url, reqs, tmp_path, PollerOptions(max_concurrency=4))
     assert len(results) == 30
     assert all(r.ok for r in results), [
         (r.id, r.from_journal, str(r.error)) for r in results if not r.ok
@@ -151,12 +155,12 @@ async def test_a_create_with_unknown_outcome_is_reported_not_resent(tmp_path: Pa
     reqs = prompts(3)
     async with emulator() as (emu, url):
         emu.faults.script("POST /v1/media/create", ["drop_after"])
-        first = await run_batch(url, reqs, tmp_path, max_concurrency=1)
+        first = await run_batch(url, reqs, tmp_path, PollerOptions(max_concurrency=1))
         lost = [r for r in first if not r.ok]
         assert len(lost) == 1 and lost[0].error is not None
         assert getattr(lost[0].error, "may_have_been_created", False)
 
-        second = await run_batch(url, reqs, tmp_path, max_concurrency=1)
+        second = await run_batch(url, reqs, tmp_path, PollerOptions(max_concurrency=1))
     unknown = [r for r in second if not r.ok]
     assert len(unknown) == 1
     assert isinstance(unknown[0].error, CreateOutcomeUnknownError) and unknown[0].from_journal
@@ -232,8 +236,12 @@ async def test_a_kill_during_a_429_pause_loses_nothing_and_pays_nothing_twice(
         with anyio.fail_after(20):
             async with (
                 client_for(url) as client,
-                client.media.generate_many(
-                    reqs, journal=journal, max_concurrency=2, create_retries=5
+                generate_many(
+                    client,
+                    reqs,
+                    PollerOptions(max_concurrency=2),
+                    journal=journal,
+                    create_retries=5,
                 ) as run,
             ):
                 # wait until the 429 has come and every create is back to waiting
@@ -258,7 +266,7 @@ async def test_a_second_run_on_a_journal_in_use_is_refused_at_once(tmp_path: Pat
     await first.acquire()
     try:
         async with emulator() as (emu, url), client_for(url) as client:
-            batch = client.media.generate_many(prompts(2), journal=path)
+            batch = generate_many(client, prompts(2), journal=path)
             with pytest.raises(JournalInUseError, match=rf"pid {os.getpid()}\b"):
                 await batch.__aenter__()
         assert emu.counters.creates_total == 0
@@ -345,8 +353,8 @@ async def test_a_journal_location_that_is_a_url_is_refused_without_its_password(
 ) -> None:
     async with emulator() as (emu, url), client_for(url) as client:
         with pytest.raises(JournalError, match="postgresql:// URL") as caught:
-            async with client.media.generate_many(
-                prompts(1), journal="postgresql://user:s3cret@127.0.0.1/db"
+            async with generate_many(
+                client, prompts(1), journal="postgresql://user:s3cret@127.0.0.1/db"
             ):
                 pass
     assert "s3cret" not in str(caught.value)
@@ -391,8 +399,8 @@ async def test_a_full_disk_fails_its_requests_one_line_each_and_the_batch_goes_o
             return await real_download(task, destination, **kw)
 
         client.download = download  # type: ignore[method-assign]
-        async with client.media.generate_many(
-            reqs, journal=tmp_path / "journal.sqlite", download_to=tmp_path / "out"
+        async with generate_many(
+            client, reqs, journal=tmp_path / "journal.sqlite", download_to=tmp_path / "out"
         ) as run:
             results = [r async for r in run]
         client.download = real_download  # type: ignore[method-assign]
@@ -402,8 +410,8 @@ async def test_a_full_disk_fails_its_requests_one_line_each_and_the_batch_goes_o
             assert isinstance(result.error, GPTunnelError) and result.id is not None
             assert "No space left on device" in str(result.error)
             assert "\n" not in str(result.error)
-        async with client.media.generate_many(
-            reqs, journal=tmp_path / "journal.sqlite", download_to=tmp_path / "out"
+        async with generate_many(
+            client, reqs, journal=tmp_path / "journal.sqlite", download_to=tmp_path / "out"
         ) as run:
             again = [r async for r in run]
     assert all(r.ok for r in again) and len(files(tmp_path)) == 6

@@ -11,7 +11,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from gptunnel_async import AsyncGPTunnel
+from gptunnel_async import AsyncGPTunnel, Poller, PollerOptions
 from gptunnel_async._errors import InvalidInputError
 from gptunnel_async._polling.shared import (
     CoordinatorUnavailableError,
@@ -213,7 +213,9 @@ async def test_poller_with_shared_limits_polls_to_completion(pg_dsn: str, pg_sch
             tasks = [await client.media.create(model="flux-dev", prompt=f"p{i}") for i in range(6)]
             ids = [task.id for task in tasks]
             policy = FixedIntervalPolicy(0.05)
-            async with client.poller(max_concurrency=8, limits=limits, policy=policy) as poller:
+            async with Poller(
+                client, PollerOptions(max_concurrency=8, limits=limits, policy=policy)
+            ) as poller:
                 for task_id in ids:
                     poller.add(task_id)
                 finished = {r.id: r.ok async for r in poller}
@@ -228,7 +230,7 @@ async def test_a_poller_rate_beside_shared_limits_is_refused(pg_dsn: str, pg_sch
     limits = _limits(pg_dsn, pg_schema)
     client = AsyncGPTunnel(KEY, base_url="http://127.0.0.1:9")
     with pytest.raises(InvalidInputError):
-        client.poller(requests_per_second=5, limits=limits)
+        Poller(client, PollerOptions(requests_per_second=5, limits=limits))
     await client.aclose()
 
 

@@ -19,9 +19,12 @@ from gptunnel_async import (
     AsyncGPTunnel,
     InvalidInputError,
     MediaRequest,
+    Poller,
     PollerClosedError,
+    PollerOptions,
     TaskFailedError,
     TaskTimeoutError,
+    generate_many,
 )
 from gptunnel_async._errors import APIConnectionError, InternalServerError
 from gptunnel_async.testing import DurationDist, Emulator, EmulatorConfig, serve
@@ -55,7 +58,9 @@ async def test_every_task_yielded_exactly_once_with_mixed_fates() -> None:
     async with running(seed=7) as (emu, client):
         emu.faults.task_failure_rate = 0.2
         emu.faults.never_finish_rate = 0.1
-        async with client.poller(max_concurrency=8, task_timeout=120 / SCALE) as poller:
+        async with Poller(
+            client, PollerOptions(max_concurrency=8, task_timeout=120 / SCALE)
+        ) as poller:
             added = []
             for i in range(60):
                 task = await client.media.create(model=IMAGE, prompt=f"p{i}")
@@ -81,7 +86,7 @@ async def test_completion_order_and_tasks_added_while_iterating() -> None:
     async with running() as (emu, client):
         emu.config.durations[IMAGE] = DurationDist.fixed(10.0)
         emu.config.durations["yandex-art"] = DurationDist.fixed(40.0)
-        async with client.poller() as poller:
+        async with Poller(client) as poller:
             slow = poller.add(await client.media.create(model="yandex-art", prompt="slow"))
             fast = poller.add(await client.media.create(model=IMAGE, prompt="fast"))
             order = []
@@ -96,7 +101,7 @@ async def test_completion_order_and_tasks_added_while_iterating() -> None:
 async def test_keep_open_waits_for_close_from_a_concurrent_producer() -> None:
     async with running() as (_, client):
         seen = []
-        async with client.poller(keep_open=True) as poller:
+        async with Poller(client, PollerOptions(keep_open=True)) as poller:
 
             async def produce() -> None:
                 for i in range(5):
@@ -118,7 +123,7 @@ async def test_polls_that_keep_failing_yield_the_error() -> None:
         ids = await create_many(client, 3)
         emu.faults.error_rate = 1.0
         emu.faults.error_statuses = (503,)
-        async with client.poller(max_poll_failures=3) as poller:
+        async with Poller(client, PollerOptions(max_poll_failures=3)) as poller:
             for task_id in ids:
                 poller.add(task_id)
             results = [r async for r in poller]
@@ -130,7 +135,7 @@ async def test_polls_that_keep_failing_yield_the_error() -> None:
 
 
 async def test_unknown_task_id_is_yielded_as_failure_not_raised() -> None:
-    async with running() as (_, client), client.poller() as poller:
+    async with running() as (_, client), Poller(client) as poller:
         poller.add("ffffffffffffffffffffffff")
         (result,) = [r async for r in poller]
     assert not result.ok and result.error is not None and result.error.status_code == 404
@@ -141,7 +146,7 @@ async def test_transient_errors_are_retried_per_task_without_losing_any() -> Non
         ids = await create_many(client, 20)
         emu.faults.error_rate = 0.3
         emu.faults.drop_rate = 0.05
-        async with client.poller(max_concurrency=4) as poller:
+        async with Poller(client, PollerOptions(max_concurrency=4)) as poller:
             for task_id in ids:
                 poller.add(task_id)
             results = [r async for r in poller]
@@ -154,7 +159,7 @@ async def test_429_pauses_all_polling_for_its_retry_after() -> None:
     async with running() as (emu, client):
         ids = await create_many(client, 12)
         emu.faults.retry_after_format = "seconds"
-        async with client.poller(max_concurrency=6) as poller:
+        async with Poller(client, PollerOptions(max_concurrency=6)) as poller:
             for task_id in ids:
                 poller.add(task_id)
             emu.faults.burst_429(0.3, retry_after=0.5)
@@ -170,7 +175,9 @@ async def test_max_concurrency_and_rate_budget_are_never_exceeded() -> None:
         emu.faults.latency = 0.01
         ids = await create_many(client, 40)
         emu.counters.reset()
-        async with client.poller(max_concurrency=3, requests_per_second=40) as poller:
+        async with Poller(
+            client, PollerOptions(max_concurrency=3, requests_per_second=40)
+        ) as poller:
             for task_id in ids:
                 poller.add(task_id)
             results = [r async for r in poller]
@@ -185,7 +192,7 @@ async def test_run_deadline_yields_every_unfinished_task_as_timed_out() -> None:
         emu.faults.never_finish_rate = 1.0
         ids = await create_many(client, 5)
         with anyio.fail_after(5):
-            async with client.poller(deadline=0.3) as poller:
+            async with Poller(client, PollerOptions(deadline=0.3)) as poller:
                 for task_id in ids:
                     poller.add(task_id)
                 results = [r async for r in poller]
@@ -199,7 +206,7 @@ async def test_cancelling_the_consumer_stops_everything_cleanly() -> None:
         emu.faults.never_finish_rate = 1.0
         ids = await create_many(client, 10)
         with anyio.move_on_after(0.3) as scope:
-            async with client.poller() as poller:
+            async with Poller(client) as poller:
                 for task_id in ids:
                     poller.add(task_id)
                 async for _ in poller:
@@ -214,7 +221,7 @@ async def test_leaving_the_block_early_cancels_polling() -> None:
     async with running() as (emu, client):
         emu.faults.never_finish_rate = 1.0
         ids = await create_many(client, 4)
-        async with client.poller() as poller:
+        async with Poller(client) as poller:
             for task_id in ids:
                 poller.add(task_id)
             await anyio.sleep(0.05)
@@ -235,7 +242,7 @@ async def test_bare_ids_resume_after_a_restart() -> None:
                 base_url=client.base_url,
                 poll_policy=AdaptivePolicy(clock_scale=SCALE),
             ) as fresh,
-            fresh.poller() as poller,
+            Poller(fresh) as poller,
         ):
             for task_id in ids:
                 poller.add(task_id)
@@ -247,7 +254,7 @@ async def test_bare_ids_resume_after_a_restart() -> None:
 
 async def test_add_rejects_bad_input_with_typed_errors() -> None:
     async with running() as (_, client):
-        async with client.poller() as poller:
+        async with Poller(client) as poller:
             with pytest.raises(InvalidInputError):
                 poller.add("../../etc/passwd")
             with pytest.raises(InvalidInputError):
@@ -256,9 +263,9 @@ async def test_add_rejects_bad_input_with_typed_errors() -> None:
             with pytest.raises(InvalidInputError):
                 poller.add("0123456789abcdef01234567")  # already being polled
         with pytest.raises(InvalidInputError):
-            client.poller(max_concurrency=0)
+            Poller(client, PollerOptions(max_concurrency=0))
         with pytest.raises(InvalidInputError):
-            client.poller(requests_per_second=0)
+            Poller(client, PollerOptions(requests_per_second=0))
 
 
 async def test_generate_many_streams_requests_and_yields_each_exactly_once() -> None:
@@ -271,7 +278,9 @@ async def test_generate_many_streams_requests_and_yields_each_exactly_once() -> 
 
     async with (
         running() as (emu, client),
-        client.media.generate_many(requests(), max_concurrency=6, max_pending=8) as results,
+        generate_many(
+            client, requests(), PollerOptions(max_concurrency=6), max_pending=8
+        ) as results,
     ):
         out = [r async for r in results]
     assert len(out) == 33
@@ -289,7 +298,7 @@ async def test_generate_many_never_resends_a_create_whose_answer_was_lost() -> N
             "POST /v1/media/create", ["drop_after", "pass", (429, {"Retry-After": "0.1"})]
         )
         reqs = [{"model": IMAGE, "prompt": f"once {i}"} for i in range(5)]
-        async with client.media.generate_many(reqs, max_concurrency=1) as results:
+        async with generate_many(client, reqs, PollerOptions(max_concurrency=1)) as results:
             out = [r async for r in results]
     assert len(out) == 5
     lost = [r for r in out if not r.ok]
@@ -304,7 +313,9 @@ async def test_generate_many_deadline_accounts_for_every_created_task() -> None:
     async with running() as (emu, client):
         emu.faults.never_finish_rate = 1.0
         reqs = ({"model": IMAGE, "prompt": f"d{i}"} for i in range(1000))
-        async with client.media.generate_many(reqs, deadline=0.4, max_pending=20) as results:
+        async with generate_many(
+            client, reqs, PollerOptions(deadline=0.4), max_pending=20
+        ) as results:
             out = [r async for r in results]
     created = emu.counters.creates_total
     assert 0 < created < 1000
@@ -442,7 +453,7 @@ async def test_a_policy_with_only_the_required_methods_drives_poller_and_wait() 
         AsyncGPTunnel("test-key", base_url=server.url, poll_policy=policy) as client,
     ):
         tasks = [await client.media.create(model=IMAGE, prompt=f"p{i}") for i in range(5)]
-        async with client.poller() as poller:
+        async with Poller(client) as poller:
             for task in tasks:
                 poller.add(task)
             results = [r async for r in poller]

@@ -26,7 +26,10 @@ from gptunnel_async import (
     AdaptivePolicy,
     AsyncGPTunnel,
     GPTunnelError,
+    Poller,
+    PollerOptions,
     RetryPolicy,
+    generate_many,
 )
 from gptunnel_async.testing import DurationDist, Emulator, EmulatorConfig, serve
 
@@ -210,7 +213,7 @@ async def test_the_canary_key_appears_nowhere_after_every_main_flow(
         created = [
             await client.media.create(model="flux-dev", prompt=f"poll {i}") for i in range(6)
         ]
-        async with client.poller(max_concurrency=4) as poller:
+        async with Poller(client, PollerOptions(max_concurrency=4)) as poller:
             ev.keep(poller)
             for t in created:
                 poller.add(t)
@@ -225,7 +228,7 @@ async def test_the_canary_key_appears_nowhere_after_every_main_flow(
             {"model": "flux-dev", "prompt": "\ud800"},
             {"model": "flux-dev", "prompt": "batch 2"},
         ]
-        async with client.media.generate_many(requests, max_concurrency=4) as results:
+        async with generate_many(client, requests, PollerOptions(max_concurrency=4)) as results:
             async for r in results:
                 ev.keep(r)
         # the Midjourney chain

@@ -16,6 +16,7 @@ import click
 from .. import AsyncGPTunnel
 from .._version import __version__
 from ..catalog import MODELS
+from ..poller import PollerOptions
 from ._batch import JOURNAL_NAME, MANIFEST_NAME, BatchOptions, run_batch
 from ._inputs import FORMATS, Defaults, InputFileError, detect_format, parse_params, scan
 from ._logging import disable_debug, enable_debug
@@ -238,11 +239,13 @@ def batch(
         defaults=defaults,
         manifest=manifest or out / MANIFEST_NAME,
         journal=journal,
-        concurrency=concurrency,
-        requests_per_second=rps,
+        poller=PollerOptions(
+            max_concurrency=concurrency,
+            requests_per_second=rps,
+            task_timeout=task_timeout,
+            deadline=deadline,
+        ),
         max_pending=max_pending,
-        task_timeout=task_timeout,
-        deadline=deadline,
         progress=not no_progress,
     )
 

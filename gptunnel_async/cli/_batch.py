@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import anyio
 
 from .. import AsyncGPTunnel
-from ..poller import PollResult
-from ..poller.batch import BatchRun
+from ..poller import BatchResult, BatchRun, PollerOptions, generate_many
 from ._inputs import Defaults, Format, read_requests
 from ._output import BatchProgress
 from ._session import describe
@@ -38,11 +37,8 @@ class BatchOptions:
     defaults: Defaults
     manifest: Path
     journal: Path | None
-    concurrency: int = 16
-    requests_per_second: float | None = None
+    poller: PollerOptions = field(default_factory=PollerOptions)
     max_pending: int = 1000
-    task_timeout: float | None = None
-    deadline: float | None = None
     progress: bool = True
 
 
@@ -65,13 +61,11 @@ async def run_batch(client: AsyncGPTunnel, opts: BatchOptions, total: int) -> Ba
         BatchProgress(total, enabled=opts.progress) as bar,
     ):
         async with (
-            client.media.generate_many(
+            generate_many(
+                client,
                 requests,
-                max_concurrency=opts.concurrency,
-                requests_per_second=opts.requests_per_second,
+                opts.poller,
                 max_pending=opts.max_pending,
-                task_timeout=opts.task_timeout,
-                deadline=opts.deadline,
                 journal=opts.journal,
                 download_to=opts.out,
             ) as run,
@@ -107,7 +101,7 @@ async def _refresh(run: BatchRun, bar: BatchProgress, summary: BatchSummary) -> 
         await anyio.sleep(_REFRESH_SECONDS)
 
 
-def _write_line(manifest: IO[str], result: PollResult, out: Path) -> None:
+def _write_line(manifest: IO[str], result: BatchResult, out: Path) -> None:
     request: dict[str, Any] = result.request if isinstance(result.request, dict) else {}
     error = None if result.ok else result.error
     line = {

@@ -34,6 +34,7 @@ from .._errors import (
     GPTunnelError,
     InvalidInputError,
     JournalError,
+    PollerClosedError,
     TaskFailedError,
     TaskTimeoutError,
 )
@@ -49,12 +50,12 @@ from ..stores import (
     body_digest,
     open_journal,
 )
-from .results import PollResult
-from .scheduler import Poller, PollerClosedError
+from .options import PollerOptions
+from .results import BatchResult, PollResult
+from .scheduler import Poller
 
 if TYPE_CHECKING:
     from .._client import AsyncGPTunnel
-    from .._polling.policy import PollPolicy
 
 _FIELDS = ("model", "prompt", "ar", "images", "tag")
 
@@ -119,9 +120,9 @@ class BatchProgress:
 
 
 class BatchRun:
-    """What ``generate_many`` yields: iterate it for one ``PollResult`` per request."""
+    """What ``generate_many`` yields: iterate it for one ``BatchResult`` per request."""
 
-    def __init__(self, poller: Poller, receive: MemoryObjectReceiveStream[PollResult]) -> None:
+    def __init__(self, poller: Poller, receive: MemoryObjectReceiveStream[BatchResult]) -> None:
         self.poller = poller
         self.progress = BatchProgress()
         self._receive = receive
@@ -129,7 +130,7 @@ class BatchRun:
     def __aiter__(self) -> BatchRun:
         return self
 
-    async def __anext__(self) -> PollResult:
+    async def __anext__(self) -> BatchResult:
         try:
             result = await self._receive.receive()
         except anyio.EndOfStream:
@@ -152,21 +153,25 @@ async def _aiter(source: RequestSource) -> AsyncGenerator[Any, None]:
 async def generate_many(
     client: AsyncGPTunnel,
     requests: RequestSource,
+    options: PollerOptions | None = None,
     *,
-    max_concurrency: int = 16,
-    requests_per_second: float | None = None,
     max_pending: int = 1000,
-    policy: PollPolicy | None = None,
-    task_timeout: float | None = None,
-    deadline: float | None = None,
-    max_poll_failures: int = 10,
     create_retries: int = 3,
     journal: JournalLocation | None = None,
     download_to: str | os.PathLike[str] | None = None,
     download_concurrency: int | None = None,
 ) -> AsyncIterator[BatchRun]:
-    """Run every request; the ``BatchRun`` it yields iterates one ``PollResult`` per request.
+    """Run every request; the ``BatchRun`` it yields iterates one ``BatchResult`` per request.
 
+    ::
+
+        async with generate_many(client, requests, PollerOptions(max_concurrency=16)) as run:
+            async for r in run:        # completion order, each request exactly once
+                print(r.index, r.ok, r.url or r.error)
+
+    ``requests``: ``MediaRequest`` objects or mappings with ``model``, ``prompt``, ``ar``,
+    ``images``, ``tag`` (other keys go into the body), from any iterable or async iterable.
+    ``options`` are the poller's (its concurrency bound and rate budget cover the creates too).
     ``max_pending`` bounds tasks created and not yet finished (and so how far ahead of the
     results the input is read). ``create_retries`` applies only where re-sending is safe.
     ``journal`` (a path for the SQLite default, or a ``Journal``) makes the run resumable; it
@@ -186,24 +191,16 @@ async def generate_many(
             await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
             # a killed earlier run may have left half-written temporaries: never results, remove
             await anyio.to_thread.run_sync(remove_partial_downloads, folder)
-        poller = Poller(
-            client,
-            max_concurrency=max_concurrency,
-            requests_per_second=requests_per_second,
-            policy=policy,
-            task_timeout=task_timeout,
-            deadline=deadline,
-            max_poll_failures=max_poll_failures,
-            keep_open=True,
-        )
-        send, receive = anyio.create_memory_object_stream[PollResult](max_pending)
+        options = replace(options or PollerOptions(), keep_open=True)
+        poller = Poller(client, options)
+        send, receive = anyio.create_memory_object_stream[BatchResult](max_pending)
         try:
             async with poller, anyio.create_task_group() as tg:
                 run = BatchRun(poller, receive)
                 shared = _Shared(client, poller, run.progress, store, {})
                 feeder = _Feeder(shared, max_pending, create_retries)
-                drain = _Drain(shared, folder, download_concurrency or max_concurrency)
-                tg.start_soon(feeder.run, requests, max_concurrency)
+                drain = _Drain(shared, folder, download_concurrency or options.max_concurrency)
+                tg.start_soon(feeder.run, requests, options.max_concurrency)
                 tg.start_soon(drain.run, send)
                 yield run
                 tg.cancel_scope.cancel()
@@ -281,7 +278,7 @@ class _Feeder(_Stage):
             request = MediaRequest.coerce(raw)
             body = request.body()
         except InvalidInputError as exc:
-            self._emit(PollResult(id=None, ok=False, error=exc, tag=tag), raw, index)
+            self._emit(BatchResult(id=None, ok=False, error=exc, tag=tag), raw, index)
             return
         key = None
         if self._journal is not None:
@@ -316,7 +313,7 @@ class _Feeder(_Stage):
             if self._journal is not None and key is not None:
                 state: State = "unknown" if unknown else "rejected"
                 await self._journal.record(key, state, error=str(exc))
-            self._emit(PollResult(id=None, ok=False, error=exc, tag=request.tag), raw, index)
+            self._emit(BatchResult(id=None, ok=False, error=exc, tag=request.tag), raw, index)
             return None
         self._progress.created += 1
         if self._journal is not None and key is not None:
@@ -334,7 +331,9 @@ class _Feeder(_Stage):
         self._progress.resumed += 1
 
         def report(error: GPTunnelError, **fields: Any) -> None:
-            result = PollResult(ok=False, error=error, tag=request.tag, from_journal=True, **fields)
+            result = BatchResult(
+                ok=False, error=error, tag=request.tag, from_journal=True, **fields
+            )
             self._emit(result, raw, index)
 
         if claim.elsewhere or record.state in CLAIMABLE_STATES:  # a live run holds it
@@ -360,7 +359,7 @@ class _Feeder(_Stage):
             return
         if record.state == "saved" and record.path and await anyio.Path(record.path).is_file():
             self._progress.already_saved += 1
-            result = PollResult(
+            result = BatchResult(
                 id=record.task_id,
                 ok=True,
                 kind=record.kind,
@@ -379,7 +378,7 @@ class _Feeder(_Stage):
 
     def _add(self, task: Any, tag: Any, raw: Any, index: int, kind: str | None = None) -> None:
         try:
-            self._poller._add(task, kind=kind, tag=tag, request=raw, index=index)
+            self._poller.add(task, kind=kind, tag=_Request(raw, index, tag))
         except PollerClosedError:  # the run's deadline passed while this create was in flight
             task_id = task if isinstance(task, str) else task.id
             error = TaskTimeoutError(
@@ -387,11 +386,11 @@ class _Feeder(_Stage):
                 task_id=task_id,
             )
             snapshot = None if isinstance(task, str) else task
-            result = PollResult(id=task_id, ok=False, task=snapshot, error=error, tag=tag)
+            result = BatchResult(id=task_id, ok=False, task=snapshot, error=error, tag=tag)
             self._emit(result, raw, index)
 
-    def _emit(self, result: PollResult, raw: Any, index: int) -> None:
-        self._poller._inject(replace(result, request=raw, index=index))
+    def _emit(self, result: BatchResult, raw: Any, index: int) -> None:
+        self._poller.add_result(replace(result, request=raw, index=index))
 
 
 @dataclass(frozen=True)
@@ -422,9 +421,10 @@ class _Drain(_Stage):
         # download task that uses it.
         self._downloads = anyio.Semaphore(max(downloads, 1))
 
-    async def run(self, send: MemoryObjectSendStream[PollResult]) -> None:
+    async def run(self, send: MemoryObjectSendStream[BatchResult]) -> None:
         async with send, anyio.create_task_group() as tg:
-            async for result in self._poller:
+            async for outcome in self._poller:
+                result = _as_batch_result(outcome)
                 if result.from_journal or result.id is None:  # reported as it stood
                     await self._deliver(send, result)
                     continue
@@ -441,7 +441,7 @@ class _Drain(_Stage):
                     await self._record(result, key)
                     await self._deliver(send, result)
 
-    async def _record(self, result: PollResult, key: str | None) -> None:
+    async def _record(self, result: BatchResult, key: str | None) -> None:
         if self._journal is None or key is None:
             return
         if result.ok:
@@ -452,7 +452,7 @@ class _Drain(_Stage):
             await self._journal.record(key, "created", error=str(result.error))
 
     async def _save(
-        self, send: MemoryObjectSendStream[PollResult], result: PollResult, key: str | None
+        self, send: MemoryObjectSendStream[BatchResult], result: BatchResult, key: str | None
     ) -> None:
         try:
             await self._record(result, key)
@@ -474,7 +474,9 @@ class _Drain(_Stage):
         finally:
             self._downloads.release()
 
-    async def _deliver(self, send: MemoryObjectSendStream[PollResult], result: PollResult) -> None:
+    async def _deliver(
+        self, send: MemoryObjectSendStream[BatchResult], result: BatchResult
+    ) -> None:
         if result.ok:
             self._progress.succeeded += 1
             if result.from_journal and result.path is not None:
@@ -485,7 +487,7 @@ class _Drain(_Stage):
         await send.send(result)
 
 
-def _unknown_task(result: PollResult) -> TaskFailedError:
+def _unknown_task(result: BatchResult) -> TaskFailedError:
     """A 404 on a poll: the server does not know the task (not worth polling again)."""
     return TaskFailedError(
         f"the server does not know task {result.id} (404): it was created on another server "
@@ -501,3 +503,34 @@ def _typed(exc: GPTunnelError | OSError) -> GPTunnelError:
     reason = exc.strerror or type(exc).__name__
     where = f" {exc.filename}" if exc.filename else ""
     return DownloadError(f"cannot write the file{where}: {reason}")
+
+
+@dataclass(frozen=True)
+class _Request:
+    """Which request a polled task answers: the batch hands it to the poller as the task's tag."""
+
+    raw: Any
+    index: int
+    tag: Any
+
+
+def _as_batch_result(outcome: PollResult) -> BatchResult:
+    """A poller's outcome as the batch reports it, with its request and the caller's own tag.
+
+    Outcomes the feeder reported itself (no task to poll) are ``BatchResult`` already.
+    """
+    if isinstance(outcome, BatchResult):
+        return outcome
+    origin = outcome.tag
+    assert isinstance(origin, _Request)
+    return BatchResult(
+        id=outcome.id,
+        ok=outcome.ok,
+        task=outcome.task,
+        error=outcome.error,
+        kind=outcome.kind,
+        polls=outcome.polls,
+        tag=origin.tag,
+        request=origin.raw,
+        index=origin.index,
+    )

@@ -28,6 +28,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .._errors import (
     GPTunnelError,
     InvalidInputError,
+    PollerClosedError,
     RateLimitError,
     TaskFailedError,
     TaskTimeoutError,
@@ -35,21 +36,18 @@ from .._errors import (
 from .._logs import logger
 from .._polling.limits import Gate, RequestGate
 from .._polling.policy import PollPolicy, TaskHint, report_running
+from .._polling.shared import SharedGate
 from .._retry import is_transient
 from .._validation import check_task_id
 from ..types._status import TaskState
 from .endpoints import TASK_KINDS, TaskKind, kind_of_task
+from .options import PollerOptions
 from .results import PollResult
 
 if TYPE_CHECKING:
     from .._client import AsyncGPTunnel
-    from .._polling.shared import SharedLimits
 
 _MAX_TRUSTED_AGE = 7 * 24 * 3600.0
-
-
-class PollerClosedError(GPTunnelError, RuntimeError):
-    """``add()`` after the poller was closed for new tasks (or left)."""
 
 
 class _Entry:
@@ -70,7 +68,6 @@ class _Entry:
         "percent",
         "percent_at",
         "polls",
-        "request",
         "tag",
     )
 
@@ -91,8 +88,6 @@ class _Entry:
         self.percent: float | None = None
         self.percent_at: float | None = None
         self.tag: Any = None
-        self.request: Any = None
-        self.index: int | None = None
 
 
 class PollerStats:
@@ -114,57 +109,32 @@ class Poller:
 
     ::
 
-        async with client.poller(max_concurrency=16) as poller:
+        async with Poller(client, PollerOptions(max_concurrency=16)) as poller:
             for prompt in prompts:
                 poller.add(await client.media.create(model=..., prompt=prompt))
             async for finished in poller:   # completion order, each task exactly once
                 ...
 
+    It sits on top of the client (the client knows nothing of it). Settings: ``PollerOptions``.
     Iteration ends once every added task has been yielded — or, with ``keep_open=True``, only
     after ``close()`` says no more tasks will come (for producers running beside the consumer).
-    ``task_timeout`` bounds each task (seconds from its creation), ``deadline`` the whole run;
-    tasks past either are yielded with ``TaskTimeoutError``. ``max_poll_failures`` consecutive
-    failed polls of one task yield it with the last error. Leaving the ``async with`` cancels
-    all polling. ``limits`` (a ``SharedLimits``) shares the concurrency bound, the rate budget
-    and the 429 pause with other processes through PostgreSQL (a client opened with
-    ``limits=`` shares its own); ``max_concurrency`` then bounds only this poller's workers.
+    Tasks past their ``task_timeout`` or the run's ``deadline`` are yielded with
+    ``TaskTimeoutError``; ``max_poll_failures`` consecutive failed polls of one task yield it
+    with the last error. Leaving the ``async with`` cancels all polling. ``limits`` (a
+    ``SharedLimits``) shares the concurrency bound, the rate budget and the 429 pause with other
+    processes through PostgreSQL (a client opened with ``limits=`` shares its own);
+    ``max_concurrency`` then bounds only this poller's workers.
     """
 
-    def __init__(
-        self,
-        client: AsyncGPTunnel,
-        *,
-        max_concurrency: int = 16,
-        requests_per_second: float | None = None,
-        policy: PollPolicy | None = None,
-        task_timeout: float | None = None,
-        deadline: float | None = None,
-        max_poll_failures: int = 10,
-        keep_open: bool = False,
-        limits: SharedLimits | None = None,
-    ) -> None:
-        if max_concurrency < 1:
-            raise InvalidInputError("max_concurrency must be >= 1")
-        if requests_per_second is not None and not requests_per_second > 0:
-            raise InvalidInputError("requests_per_second must be > 0 (or None for no budget)")
-        for name, value in (("task_timeout", task_timeout), ("deadline", deadline)):
-            if value is not None and not value > 0:
-                raise InvalidInputError(f"{name} must be > 0 seconds (or None)")
-        if max_poll_failures < 1:
-            raise InvalidInputError("max_poll_failures must be >= 1")
-        if requests_per_second is not None and (limits or client.limits) is not None:
+    def __init__(self, client: AsyncGPTunnel, options: PollerOptions | None = None) -> None:
+        options = options if options is not None else PollerOptions()
+        if options.requests_per_second is not None and client.limits is not None:
             raise InvalidInputError(
                 "with shared limits, the rate budget is SharedLimits.requests_per_second"
             )
-        self.limits = limits
         self._client = client
-        self.max_concurrency = max_concurrency
-        self.requests_per_second = requests_per_second
-        self.policy: PollPolicy = policy or client.poll_policy
-        self.task_timeout = task_timeout
-        self.deadline = deadline
-        self.max_poll_failures = max_poll_failures
-        self.keep_open = keep_open
+        self.options = options
+        self.policy: PollPolicy = self.options.policy or client.poll_policy
         self.stats = PollerStats()
         self.gate: Gate | None = None
         self._gate_exit: AsyncExitStack | None = None
@@ -172,7 +142,8 @@ class Poller:
         self._seq = itertools.count()
         self._entries: dict[str, _Entry] = {}
         self._results: deque[PollResult] = deque()
-        self._closed = False
+        self._closed = False  # no more tasks accepted (close(), the deadline, or left)
+        self._close_called = False  # the owner said no more will come: iteration may end
         self._entered = False
         self._exited = False
         self._tg: TaskGroup | None = None
@@ -190,14 +161,14 @@ class Poller:
         self._wakeup = anyio.Event()
         self._changed = anyio.Event()
         now = anyio.current_time()
-        if self.deadline is not None:
-            self._run_deadline = now + self.deadline
+        if self.options.deadline is not None:
+            self._run_deadline = now + self.options.deadline
         send, receive = anyio.create_memory_object_stream[_Entry](0)
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
         tg.start_soon(self._schedule_loop, send)
-        for _ in range(self.max_concurrency):
+        for _ in range(self.options.max_concurrency):
             tg.start_soon(self._worker, receive.clone())
         receive.close()
         return self
@@ -220,23 +191,24 @@ class Poller:
 
     async def _open_gate(self) -> Gate:
         """This poller's own limits, its shared ``limits``, or its client's shared gate."""
-        if self.limits is not None:
-            from .._polling.shared import SharedGate
-
+        if self.options.limits is not None:
             self._gate_exit = AsyncExitStack()
             fingerprint = self._client.limits_fingerprint()
-            gate = SharedGate(self.limits, fingerprint, local_concurrency=self.max_concurrency)
+            gate = SharedGate(
+                self.options.limits, fingerprint, local_concurrency=self.options.max_concurrency
+            )
             return await self._gate_exit.enter_async_context(gate)
         shared = self._client.shared_gate
         if shared is not None:
             return shared
         if self._client.limits is not None:
             raise RuntimeError("enter the client (`async with client:`) to use its shared limits")
-        return RequestGate(self.max_concurrency, self.requests_per_second)
+        return RequestGate(self.options.max_concurrency, self.options.requests_per_second)
 
     def close(self) -> None:
         """No more tasks: iteration ends once everything added has been yielded."""
         self._closed = True
+        self._close_called = True
         self._notify()
 
     @property
@@ -265,23 +237,10 @@ class Poller:
         ``kind`` says which endpoint polls it (default ``"media"``). ``tag`` comes back on the
         result. Returns the task id.
         """
-        return self._add(task, kind=kind, model=model, tag=tag, timeout=timeout)
-
-    def _add(
-        self,
-        task: Any,
-        *,
-        kind: str | None = None,
-        model: str | None = None,
-        tag: Any = None,
-        timeout: float | None = None,
-        request: Any = None,
-        index: int | None = None,
-    ) -> str:
         if self._closed:
             raise PollerClosedError("this poller is closed for new tasks")
         if not self._entered:
-            raise RuntimeError("enter the poller (`async with client.poller() as poller:`) first")
+            raise RuntimeError("enter the poller (`async with Poller(client) as poller:`) first")
         if isinstance(task, str):
             task_id = check_task_id(task)
             if kind is not None and kind not in TASK_KINDS:
@@ -303,8 +262,8 @@ class Poller:
         if task_id in self._entries:
             raise InvalidInputError(f"task {task_id} is already being polled by this poller")
         entry = _Entry(task_id, task_kind, model, origin)
-        entry.tag, entry.request, entry.index, entry.last = tag, request, index, snapshot
-        limit = timeout if timeout is not None else self.task_timeout
+        entry.tag, entry.last = tag, snapshot
+        limit = timeout if timeout is not None else self.options.task_timeout
         now = anyio.current_time()
         if not entry.origin_known:
             entry.origin = now
@@ -322,8 +281,15 @@ class Poller:
         self._push(entry, due)
         return task_id
 
-    def _inject(self, result: PollResult) -> None:
-        """Yield a result that is not a polled task (``generate_many``'s failed creates)."""
+    def add_result(self, result: PollResult) -> None:
+        """Yield an outcome that needs no polling, in turn with the polled tasks.
+
+        For what feeds the poller: a batch reports a request that failed before it had a task
+        (bad input, a refused create) or that an earlier run already finished, so its caller
+        gets every outcome from one iterator. Allowed until the poller is left.
+        """
+        if self._exited:
+            raise PollerClosedError("this poller has been left")
         self._results.append(result)
         self.stats.yielded += 1
         self._notify()
@@ -337,7 +303,7 @@ class Poller:
         while True:
             if self._results:
                 return self._results.popleft()
-            if not self.pending and (self._closed or not self.keep_open):
+            if not self.pending and (self._close_called or not self.options.keep_open):
                 raise StopAsyncIteration
             if self._exited:
                 raise RuntimeError("iterate a Poller inside its `async with` block")
@@ -457,7 +423,7 @@ class Poller:
             self._finish(entry, ok=False, error=exc)
             return
         entry.failures += 1
-        if entry.failures >= self.max_poll_failures:
+        if entry.failures >= self.options.max_poll_failures:
             self._finish(entry, ok=False, error=exc)
             return
         delay = self._client.retry_policy.delay_after(entry.failures)
@@ -508,8 +474,6 @@ class Poller:
                 kind=entry.kind.name,
                 polls=entry.polls,
                 tag=entry.tag,
-                request=entry.request,
-                index=entry.index,
             )
         )
         self._notify()

@@ -7,9 +7,7 @@ the provider would reject, and waiting uses the client's shared ``AdaptivePolicy
 
 from __future__ import annotations
 
-import os
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -27,9 +25,6 @@ from ._base import TaskResource
 if TYPE_CHECKING:
     from .._client import WriteAhead
     from .._polling.limits import Gate
-    from .._polling.policy import PollPolicy
-    from ..poller.batch import BatchRun, RequestSource
-    from ..stores import JournalLocation
 
 CREATE_PATH = "/v1/media/create"
 RESULT_PATH = "/v1/media/result"
@@ -131,57 +126,6 @@ class MediaResource(TaskResource[MediaTask]):
         """
         return await self._wait(
             task, timeout=timeout, on_progress=on_progress, resume_hint="client.media.wait(task_id)"
-        )
-
-    def generate_many(
-        self,
-        requests: RequestSource,
-        *,
-        max_concurrency: int = 16,
-        requests_per_second: float | None = None,
-        max_pending: int = 1000,
-        policy: PollPolicy | None = None,
-        task_timeout: float | None = None,
-        deadline: float | None = None,
-        max_poll_failures: int = 10,
-        create_retries: int = 3,
-        journal: JournalLocation | None = None,
-        download_to: str | os.PathLike[str] | None = None,
-        download_concurrency: int | None = None,
-    ) -> AbstractAsyncContextManager[BatchRun]:
-        """Create every request (bounded) and poll them in one run; one result per request.
-
-        ::
-
-            async with client.media.generate_many(requests, max_concurrency=16) as results:
-                async for r in results:        # completion order, each request exactly once
-                    print(r.index, r.ok, r.url or r.error)
-
-        ``requests``: ``MediaRequest`` objects or mappings with ``model``, ``prompt``, ``ar``,
-        ``images``, ``tag`` (other keys go into the body), from any iterable or async iterable.
-        ``journal`` (a path, or a ``Journal``) makes the run resumable after a crash: created
-        tasks are polled rather than re-created, saved files not fetched again, and a create
-        whose answer was lost is reported (``CreateOutcomeUnknownError``), never re-sent.
-        ``download_to`` saves each file as its task finishes (``result.path``).
-        It is a context manager because its background work needs an owner: leaving the block
-        cancels whatever is still running.
-        """
-        from ..poller.batch import generate_many
-
-        return generate_many(
-            self._client,
-            requests,
-            max_concurrency=max_concurrency,
-            requests_per_second=requests_per_second,
-            max_pending=max_pending,
-            policy=policy,
-            task_timeout=task_timeout,
-            deadline=deadline,
-            max_poll_failures=max_poll_failures,
-            create_retries=create_retries,
-            journal=journal,
-            download_to=download_to,
-            download_concurrency=download_concurrency,
         )
 
     async def generate(
