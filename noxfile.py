@@ -1,21 +1,42 @@
 """Developer tasks: tests on asyncio and on trio, lint (ruff), types (mypy --strict), and a
 quick run of the benchmarks (that they still run; their figures come from full runs).
 
-``nox`` runs them all; ``nox -s tests-trio`` runs one. Sessions run in the environment nox
-itself is installed in (``pip install -e ".[dev]"``), so they need no network of their own.
+``nox`` runs them all; ``nox -s tests-trio`` runs one. Most sessions run in the environment nox
+itself is installed in (``pip install -e ".[dev]"``, Python 3.11). ``tests-quick`` runs a quick
+suite on every other CPython the package claims (3.10, 3.12, 3.13), each in a venv of its own.
 """
 
 from __future__ import annotations
 
+import glob
+import os
+import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 import nox
 
 PY = sys.executable  # the venv nox itself was installed in (.venv/bin/nox)
+#: The CPythons the package claims besides the one nox runs on (pyproject's classifiers).
+OTHER_PYTHONS = ("3.10", "3.12", "3.13")
 
-nox.options.default_venv_backend = "venv"
-nox.options.reuse_existing_virtualenvs = True
-nox.options.error_on_missing_interpreters = True
+
+def _interpreter(session: nox.Session, version: str) -> str:
+    """A pyenv install of CPython ``version``, else ``python3.X`` on PATH that really runs.
+
+    pyenv's shims answer only for the versions in ``pyenv global``, so the installs are
+    looked up first.
+    """
+    pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    installs = sorted(glob.glob(f"{pyenv_root}/versions/{version}.*/bin/python{version}"))
+    candidates = [*installs[-1:], shutil.which(f"python{version}")]
+    for candidate in filter(None, candidates):
+        probe = subprocess.run([candidate, "--version"], capture_output=True, check=False)
+        if probe.returncode == 0:
+            return candidate
+    msg = f"CPython {version} not found (pyenv install {version}, or put it on PATH)"
+    return session.error(msg)  # raises: the session fails, naming what is missing
 
 
 def _tests(session: nox.Session, backend: str) -> None:
@@ -32,6 +53,22 @@ def tests_asyncio(session: nox.Session) -> None:
 def tests_trio(session: nox.Session) -> None:
     """The test suite, every async test on trio."""
     _tests(session, "trio")
+
+
+@nox.session(python=False, name="tests-quick")
+@nox.parametrize("version", OTHER_PYTHONS)
+def tests_quick(session: nox.Session, version: str) -> None:
+    """A quick suite (asyncio, no tests marked slow) on another supported CPython, in its venv."""
+    venv = Path(".nox") / f"quick-{version}"
+    python = str(venv / "bin" / "python")
+    if not Path(python).exists():
+        session.run(_interpreter(session, version), "-m", "venv", str(venv))
+    session.run(python, "-m", "pip", "install", "-q", "--upgrade", "pip")
+    session.run(python, "-m", "pip", "install", "-q", "-e", ".[dev]")
+    session.run(
+        python, "-m", "pytest", "-q", "-x", "-m", "not slow", "-p", "no:cacheprovider",
+        *session.posargs, env={"GPTUNNEL_TEST_BACKENDS": "asyncio"},
+    )  # fmt: skip
 
 
 @nox.session(python=False)
