@@ -13,11 +13,11 @@ import os
 import platform
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -36,6 +36,7 @@ from ._retry import (
     decide_on_status,
     parse_retry_after,
 )
+from ._telemetry import NO_TELEMETRY, Operation, Telemetry
 from ._version import __version__
 from .download import Downloader, LinkPolicy, check_not_expired, result_url
 from .resources.account import AccountResource
@@ -56,6 +57,8 @@ DEFAULT_MAX_RETRIES = 2
 DEFAULT_MAX_CONNECTIONS = 16
 #: Bodies of API responses larger than this are refused (they are small JSON documents).
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+
+_T = TypeVar("_T")
 
 API_KEY_ENV = "GPTUNNEL_API_KEY"
 BASE_URL_ENV = "GPTUNNEL_BASE_URL"
@@ -148,8 +151,10 @@ class AsyncGPTunnel:
     ``limits`` (a ``SharedLimits``) shares one concurrency bound, rate budget and 429 pause
     with every other process using this key against the same PostgreSQL database; it is
     opened by ``async with`` (PostgreSQL unreachable: ``CoordinatorUnavailableError`` there).
-    ``create_deadline`` bounds a create in total, answer included (default: one connect, one
-    write and one read timeout); a create past it is reported ``may_have_been_created``.
+    ``telemetry`` receives a span per create, poll and download and the SDK's metrics (see
+    ``gptunnel_async.otel``). ``create_deadline`` bounds a create in total, answer included
+    (default: one connect, one write and one read timeout); a create past it is reported
+    ``may_have_been_created``.
     """
 
     media: MediaResource
@@ -171,6 +176,7 @@ class AsyncGPTunnel:
         poll_policy: PollPolicy | None = None,
         limits: SharedLimits | None = None,
         create_deadline: float | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         if not key or not key.strip():
@@ -217,6 +223,8 @@ class AsyncGPTunnel:
         }
         #: The schedule every wait and poller of this client shares (and teaches).
         self.poll_policy: PollPolicy = poll_policy or AdaptivePolicy()
+        #: Where spans and metrics go (``gptunnel_async.otel.OpenTelemetry``); none by default.
+        self.telemetry: Telemetry = telemetry or NO_TELEMETRY
         # An emulator on loopback announces its clock; the client's own schedule follows it.
         self._follows_emulator_clock = poll_policy is None and is_loopback_host(
             urlsplit(self.base_url).hostname or ""
@@ -331,19 +339,35 @@ class AsyncGPTunnel:
         check_not_expired(task)
         # "out/" means a folder even before it exists (Path() would drop the slash).
         as_folder = os.fspath(destination).endswith(("/", os.sep))
-        return await self.downloader.fetch_to(
+        fetch = self.downloader.fetch_to(
             result_url(task),
             Path(destination),
             task_id=task.id,
             max_bytes=max_bytes,
             as_folder=as_folder,
         )
+        return await self._traced_download(task.id, fetch)
 
     async def download_bytes(self, task: Any, *, max_bytes: int | None = None) -> bytes:
         """A finished task's file in memory (capped by ``max_bytes``)."""
         check_not_expired(task)
-        data, _ = await self.downloader.fetch_bytes(result_url(task), max_bytes=max_bytes)
+        fetch = self.downloader.fetch_bytes(result_url(task), max_bytes=max_bytes)
+        data, _ = await self._traced_download(task.id, fetch)
         return data
+
+    async def _traced_download(self, task_id: str, fetch: Awaitable[_T]) -> _T:
+        """``fetch`` inside a ``download`` span (the link itself is not recorded: it is signed)."""
+        with self.telemetry.operation("download", method="GET", path="", task_id=task_id) as op:
+            started = time.perf_counter()
+            try:
+                result = await fetch
+            except GPTunnelError as error:
+                elapsed = time.perf_counter() - started
+                op.attempt(1, "error", status=error.status_code, elapsed=elapsed)
+                op.failed(error)
+                raise
+            op.attempt(1, "ok", status=None, elapsed=time.perf_counter() - started)
+            return result
 
     async def balance(self, use_wallet_balance: bool = False) -> Balance:
         """The organisation's balance (or the personal wallet's), in rubles."""
@@ -395,6 +419,32 @@ class AsyncGPTunnel:
                     "this client has shared limits: open it with `async with` before requests"
                 )
             gate = self._shared_gate
+        name = "create" if kind is RequestKind.CREATE else "poll" if task_id else "read"
+        with self.telemetry.operation(name, method=method, path=path, task_id=task_id) as op:
+            try:
+                return await self._attempts(
+                    op, method, path, params, json, kind, task_id, max_retries, gate, timeout,
+                    write_ahead,
+                )  # fmt: skip
+            except GPTunnelError as error:
+                op.failed(error)
+                raise
+
+    async def _attempts(
+        self,
+        op: Operation,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        kind: RequestKind,
+        task_id: str | None,
+        max_retries: int | None,
+        gate: Gate | None,
+        timeout: httpx.Timeout | None,
+        write_ahead: WriteAhead | None,
+    ) -> Any:
+        """The retry loop of ``request()``; each try is reported to ``op``."""
         policy = self.retry_policy
         retries_left = policy.max_retries if max_retries is None else max_retries
         delays = policy.delays()
@@ -402,15 +452,20 @@ class AsyncGPTunnel:
         while True:
             attempt += 1
             slot: AbstractAsyncContextManager[None] = gate.slot(kind) if gate else nullcontext()
+            started = time.perf_counter()
             try:
                 async with slot:
-                    return await self._send_once(
+                    body = await self._send_once(
                         method, path, params, json, kind, task_id, timeout, write_ahead
                     )
             except _Retryable as retryable:
+                status = retryable.error.status_code
+                op.attempt(attempt, "retry", status=status, elapsed=time.perf_counter() - started)
                 if write_ahead is not None:  # only "certainly not processed" is retryable here
                     await write_ahead.not_sent()
                 rate_limited = retryable.error.status_code == 429
+                if rate_limited:
+                    self.telemetry.rate_limited(retryable.retry_after)
                 if gate is not None and rate_limited:
                     gate.rate_limited(retryable.retry_after)
                 if retries_left <= 0:
@@ -425,9 +480,14 @@ class AsyncGPTunnel:
                 )  # fmt: skip
                 await anyio.sleep(delay)
             except GPTunnelError as error:
+                elapsed = time.perf_counter() - started
+                op.attempt(attempt, "error", status=error.status_code, elapsed=elapsed)
                 if write_ahead is not None and not getattr(error, "may_have_been_created", True):
                     await write_ahead.not_sent()
                 raise
+            else:
+                op.attempt(attempt, "ok", status=None, elapsed=time.perf_counter() - started)
+                return body
 
     async def _send_once(
         self,
