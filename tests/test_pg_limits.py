@@ -240,3 +240,74 @@ async def test_a_client_with_limits_must_be_entered(pg_dsn: str, pg_schema: str)
     with pytest.raises(Exception, match="async with"):
         await client.media.result("0123456789abcdef")
     await client.aclose()
+
+
+class _Relay:
+    """A TCP relay to the PostgreSQL server that a test can cut (every connection dropped, new
+    ones closed at once, as when the server or the network goes away) and restore."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.cut = False
+        self._scopes: list[anyio.CancelScope] = []
+
+    async def serve(self, listener: anyio.abc.SocketListener) -> None:
+        await listener.serve(self._relay)
+
+    async def _relay(self, client: anyio.abc.SocketStream) -> None:
+        async with client:
+            if self.cut:
+                return
+            with anyio.CancelScope() as scope:
+                self._scopes.append(scope)
+                async with await anyio.connect_tcp(*self.target) as server:
+
+                    async def pump(a: anyio.abc.SocketStream, b: anyio.abc.SocketStream) -> None:
+                        try:
+                            async for data in a:
+                                await b.send(data)
+                        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                            pass
+                        scope.cancel()
+
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(pump, client, server)
+                        tg.start_soon(pump, server, client)
+
+    def drop_all(self) -> None:
+        self.cut = True
+        for scope in self._scopes:
+            scope.cancel()
+        self._scopes.clear()
+
+
+async def test_database_lost_mid_run_holds_creates_and_lets_polls_go_on(
+    pg_dsn: str, pg_schema: str
+) -> None:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(pg_dsn)
+    relay = _Relay(str(params.get("host") or "127.0.0.1"), int(params.get("port") or 5432))
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    via_relay = make_conninfo(**{**params, "host": "127.0.0.1", "port": str(port)})
+    limits = _limits(via_relay, pg_schema, max_concurrency=4, outage_timeout=60)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(relay.serve, listener)
+        async with SharedGate(limits, "o" * 32) as gate:
+            async with gate.slot(RequestKind.CREATE):
+                pass
+            relay.drop_all()  # PostgreSQL is gone
+            with anyio.fail_after(20):
+                async with gate.slot(RequestKind.READ):
+                    pass  # polls go on, within this process's share
+            assert gate.coordinator.outages == 1
+            with anyio.move_on_after(1.0) as held:
+                async with gate.slot(RequestKind.CREATE):
+                    pytest.fail("a create passed the gate while its database was away")
+            assert held.cancelled_caught
+            relay.cut = False  # it is back
+            with anyio.fail_after(20):
+                async with gate.slot(RequestKind.CREATE):
+                    pass
+        tg.cancel_scope.cancel()

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import click
 
-from .. import AsyncGPTunnel
+from .. import AsyncGPTunnel, InvalidInputError, SharedLimits
 from .._version import __version__
 from ..catalog import MODELS
 from ..poller import PollerOptions
@@ -195,6 +195,13 @@ def generate(
     help=f"Manifest path (default: OUT/{MANIFEST_NAME}).",
 )
 @click.option("--no-progress", is_flag=True, help="No live progress bar.")
+@click.option(
+    "--limits",
+    metavar="POSTGRESQL_URL",
+    envvar="GPTUNNEL_LIMITS",
+    help="Share --concurrency, --rps and 429 pauses with every process using this key and "
+    "this database (e.g. postgresql://user@host/db; default: $GPTUNNEL_LIMITS).",
+)
 @click.pass_obj
 def batch(
     settings: Settings,
@@ -213,6 +220,7 @@ def batch(
     no_journal: bool,
     manifest: Path | None,
     no_progress: bool,
+    limits: str | None,
 ) -> None:
     """Generate every prompt of INPUT_FILE into a folder, with a manifest.jsonl.
 
@@ -223,6 +231,7 @@ def batch(
     """
     defaults = Defaults(model=model, ar=ar, params=_extra(params))
     settings.require_key()
+    shared = _shared_limits(settings, limits, concurrency, rps)
     try:
         kind = detect_format(input_file, fmt)
         total = scan(input_file, kind)
@@ -241,7 +250,7 @@ def batch(
         journal=journal,
         poller=PollerOptions(
             max_concurrency=concurrency,
-            requests_per_second=rps,
+            requests_per_second=None if shared else rps,  # with --limits: the shared budget
             task_timeout=task_timeout,
             deadline=deadline,
         ),
@@ -250,7 +259,7 @@ def batch(
     )
 
     async def go() -> Any:
-        async with open_client(settings) as client:
+        async with open_client(settings, limits=shared) as client:
             return await run_batch(client, opts, total)
 
     hint = "interrupted: rerun the same command to resume" if journal else "interrupted"
@@ -263,6 +272,20 @@ def batch(
     )
     if summary.failed:
         raise CLIError(f"{summary.failed} of {summary.total} requests failed (see the manifest)")
+
+
+def _shared_limits(
+    settings: Settings, url: str | None, concurrency: int, rps: float | None
+) -> SharedLimits | None:
+    """``--limits``: the budget of ``--concurrency``/``--rps`` shared through PostgreSQL."""
+    if not url:
+        return None
+    if settings.offline:
+        raise CLIError("--limits shares a real key's budget: not with --offline", exit_code=2)
+    try:
+        return SharedLimits(url, max_concurrency=concurrency, requests_per_second=rps)
+    except InvalidInputError as exc:
+        raise CLIError(str(exc), exit_code=EXIT_USAGE) from None
 
 
 def _resource(client: AsyncGPTunnel, kind: str) -> Any:

@@ -17,7 +17,14 @@ from typing import IO, Any, TypeVar
 import anyio
 import click
 
-from .. import AdaptivePolicy, AsyncGPTunnel, ConfigurationError, GPTunnelError, InvalidInputError
+from .. import (
+    AdaptivePolicy,
+    AsyncGPTunnel,
+    ConfigurationError,
+    GPTunnelError,
+    InvalidInputError,
+    SharedLimits,
+)
 from .._client import API_KEY_ENV
 from .._errors import APIConnectionError, APIStatusError, TaskFailedError, TaskTimeoutError
 from ..testing import offline_client
@@ -83,8 +90,11 @@ class Settings:
 
 
 @asynccontextmanager
-async def open_client(settings: Settings) -> AsyncIterator[AsyncGPTunnel]:
-    """The client a command talks through: the emulator with ``--offline``, else the API."""
+async def open_client(
+    settings: Settings, *, limits: SharedLimits | None = None
+) -> AsyncIterator[AsyncGPTunnel]:
+    """The client a command talks through: the emulator with ``--offline``, else the API
+    (with ``limits`` shared with other processes through PostgreSQL)."""
     if settings.offline:
         async with offline_client(time_scale=settings.clock_scale or OFFLINE_TIME_SCALE) as client:
             yield client
@@ -93,7 +103,9 @@ async def open_client(settings: Settings) -> AsyncIterator[AsyncGPTunnel]:
     policy = AdaptivePolicy(clock_scale=settings.clock_scale) if settings.clock_scale else None
     try:
         # an empty --base-url is refused by the client, never taken for "the default"
-        client = AsyncGPTunnel(key, base_url=settings.base_url, poll_policy=policy)
+        client = AsyncGPTunnel(
+            key, base_url=settings.base_url, poll_policy=policy, limits=limits
+        )
     except ConfigurationError as exc:
         raise CLIError(str(exc), exit_code=EXIT_USAGE) from None
     async with client:
