@@ -48,7 +48,8 @@ from common import (
 
 HERE = Path(__file__).resolve().parent
 WORKERS = 4
-CONCURRENCY = 8  # shared bound (and each worker's own bound in the baseline)
+PER_WORKER = 8  # each worker's own bound (its poller's workers and connections)
+CONCURRENCY = WORKERS * PER_WORKER  # the shared bound: what the four had together before
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -73,12 +74,12 @@ async def worker_main(args: argparse.Namespace) -> None:
         )
         local_rps = None
     client = AsyncGPTunnel(
-        API_KEY, base_url=args.url, limits=limits, max_connections=CONCURRENCY, max_retries=0
+        API_KEY, base_url=args.url, limits=limits, max_connections=PER_WORKER, max_retries=0
     )
     poller = Poller(
         client,
         PollerOptions(
-            max_concurrency=CONCURRENCY,
+            max_concurrency=PER_WORKER,
             requests_per_second=local_rps,
             policy=FixedIntervalPolicy(0.2),
             max_poll_failures=10_000,
@@ -95,6 +96,7 @@ async def worker_main(args: argparse.Namespace) -> None:
         if coordinator is not None:
             lat = list(coordinator.latencies)
             out["round_trips"] = coordinator.round_trips
+            out["late_grants"] = coordinator.late_grants
             out["rt_p50_ms"] = percentile(lat, 50) * 1000
             out["rt_p99_ms"] = percentile(lat, 99) * 1000
         print(json.dumps(out), flush=True)
@@ -167,6 +169,7 @@ async def run_case(
     if mode == "shared":
         trips = sum(o["round_trips"] for o in outs)
         result["trips_per_request"] = trips / max(requests, 1)
+        result["late_grants"] = sum(o["late_grants"] for o in outs)
         result["rt_p50_ms"] = max(o["rt_p50_ms"] for o in outs)
         result["rt_p99_ms"] = max(o["rt_p99_ms"] for o in outs)
     return result
@@ -220,6 +223,7 @@ async def main_async(args: argparse.Namespace) -> str:
                     f"- R={rps:g} {label}: busiest second {busiest} (≤ {1.05 * rps:g} "
                     f"{mark(ok_r)}), Retry-After violations {r['violations']} {mark(ok_v)}, "
                     f"max in flight {r['max_in_flight']} ≤ {CONCURRENCY} {mark(ok_c)}"
+                    + (f"; grants re-timed (late) {r['late_grants']}" if mode == "shared" else "")
                 )
                 print(checks[-1], flush=True)
     table = md_table(

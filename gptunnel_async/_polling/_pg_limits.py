@@ -56,6 +56,37 @@ def describe_dsn(dsn: str) -> str:
     return f"{host}:{port}/{parts.get('dbname') or parts.get('user') or '?'}"
 
 
+#: Bumped whenever the tables or functions below change; a database at another version is
+#: brought to this one (once, under a lock) by the first process that opens it.
+SCHEMA_VERSION = 2
+
+
+def install_once(conn: Any, schema: str, component: str, version: int, ddl: str) -> None:
+    """Run ``ddl`` unless ``schema`` already has ``component`` at ``version``.
+
+    One installer at a time (an advisory lock): concurrent ``CREATE OR REPLACE FUNCTION`` can
+    fail, and a process must never call a function another one is replacing.
+    """
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('gptunnel_async.schema'))")
+        conn.execute(
+            f"CREATE SCHEMA IF NOT EXISTS {schema};"
+            f"CREATE TABLE IF NOT EXISTS {schema}.schema_versions"
+            " (component text PRIMARY KEY, version integer NOT NULL)"
+        )
+        row = conn.execute(
+            f"SELECT version FROM {schema}.schema_versions WHERE component = %s", (component,)
+        ).fetchone()
+        if row is not None and row[0] == version:
+            return
+        conn.execute(ddl)
+        conn.execute(
+            f"INSERT INTO {schema}.schema_versions VALUES (%s, %s) ON CONFLICT (component)"
+            " DO UPDATE SET version = EXCLUDED.version",
+            (component, version),
+        )
+
+
 def _schema_sql(s: str) -> str:
     return f"""
 CREATE SCHEMA IF NOT EXISTS {s};
@@ -94,17 +125,25 @@ BEGIN
     RETURN r;
 END $$;
 
+-- (earlier shapes of acquire, replaced below)
+DROP FUNCTION IF EXISTS {s}.acquire(text, text, integer, integer, integer, integer,
+    double precision, double precision);
+DROP FUNCTION IF EXISTS {s}.acquire(text, text, integer, integer, integer, integer,
+    double precision, double precision, double precision);
+
 -- One grant round: report what I hold (absolute, so a lost answer cannot leak leases), take up
 -- to p_new new leases within the shared bound, and a start time for each new lease and each
 -- p_rerate lease that must be re-timed after a pause. Under a concurrency bound, new leases are
 -- granted only for starts within p_horizon seconds, so no member sits on leases while it waits
--- for its turn in the rate budget. Also the member's heartbeat.
+-- for its turn in the rate budget. Also the member's heartbeat. Starts are returned on the
+-- database's clock (db_now, start_at) so that each member maps them onto its own clock.
 CREATE OR REPLACE FUNCTION {s}.acquire(
     p_key text, p_member text, p_held integer, p_new integer, p_rerate integer,
     p_max_concurrency integer, p_rps double precision, p_ttl double precision,
-    p_horizon double precision)
+    p_horizon double precision, p_lead double precision)
 RETURNS TABLE (granted integer, wait_s double precision, spacing_s double precision,
-               paused_s double precision, members integer, starved boolean)
+               paused_s double precision, members integer, starved boolean,
+               db_now double precision, start_at double precision)
 LANGUAGE plpgsql AS $$
 DECLARE
     now_ts timestamptz := clock_timestamp();
@@ -144,7 +183,8 @@ BEGIN
         END IF;
         IF rate IS NOT NULL THEN
             sp := {WINDOW} / rate;
-            start_ts := greatest(lim.next_at, now_ts);
+            -- p_lead: the caller's one-way latency, so the start is still ahead on arrival
+            start_ts := greatest(lim.next_at, now_ts + make_interval(secs => p_lead));
             w := extract(epoch FROM start_ts - now_ts);
             IF p_max_concurrency IS NOT NULL THEN  -- (no leases: no reason to hold back)
                 -- at least a few slots ahead: at low rates a round trip per slot is waste
@@ -182,7 +222,9 @@ BEGIN
     END IF;
     RETURN QUERY SELECT g, w, sp,
         greatest(0.0, extract(epoch FROM lim.paused_until - now_ts)::double precision),
-        n_members + 1, lim.starved_until > now_ts;
+        n_members + 1, lim.starved_until > now_ts,
+        extract(epoch FROM now_ts)::double precision,
+        extract(epoch FROM coalesce(start_ts, now_ts))::double precision;
 END $$;
 
 -- A 429: pause every member until Retry-After has passed (the database's clock), then slow-start
@@ -239,9 +281,11 @@ class Grant:
     paused: float
     members: int
     starved: bool
+    db_now: float  # the database's clock at the grant (epoch seconds)
+    start_at: float  # the first granted start, on that clock
 
 
-def _connect(dsn: str, application_name: str) -> Any:
+def connect(dsn: str, application_name: str) -> Any:
     import psycopg
 
     try:
@@ -257,10 +301,10 @@ def _connect(dsn: str, application_name: str) -> Any:
             tcp_user_timeout=_NETWORK_TIMEOUT_MS,
         )
     except psycopg.Error as exc:
-        raise DatabaseUnavailable(_one_line(exc)) from None
+        raise DatabaseUnavailable(one_line(exc)) from None
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
@@ -275,26 +319,23 @@ class LimitsConnection:
 
     def open(self, *, install: bool) -> None:
         self.close()
-        self._conn = _connect(self._dsn, "gptunnel-async limits")
+        self._conn = connect(self._dsn, "gptunnel-async limits")
         if install:
             self._run(self._install)
 
     def _install(self, conn: Any) -> None:
-        # One installer at a time: concurrent CREATE OR REPLACE FUNCTION can fail otherwise.
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('gptunnel_async.limits'))")
-            conn.execute(_schema_sql(self._schema))
+        install_once(conn, self._schema, "limits", SCHEMA_VERSION, _schema_sql(self._schema))
 
     def _run(self, fn: Callable[[Any], Any]) -> Any:
         import psycopg
 
         if self._conn is None or self._conn.closed:
-            self._conn = _connect(self._dsn, "gptunnel-async limits")
+            self._conn = connect(self._dsn, "gptunnel-async limits")
         try:
             return fn(self._conn)
         except psycopg.Error as exc:
             self.close()
-            raise DatabaseUnavailable(_one_line(exc)) from None
+            raise DatabaseUnavailable(one_line(exc)) from None
 
     def acquire(
         self,
@@ -307,12 +348,20 @@ class LimitsConnection:
         rps: float | None,
         ttl: float,
         horizon: float,
+        lead: float,
     ) -> Grant:
-        sql = f"SELECT * FROM {self._schema}.acquire(%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-        args = (key, member, held, new, rerate, max_concurrency, rps, ttl, horizon)
+        sql = f"SELECT * FROM {self._schema}.acquire(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        args = (key, member, held, new, rerate, max_concurrency, rps, ttl, horizon, lead)
         row = self._run(lambda c: c.execute(sql, args).fetchone())
         return Grant(
-            int(row[0]), float(row[1]), float(row[2]), float(row[3]), int(row[4]), bool(row[5])
+            int(row[0]),
+            float(row[1]),
+            float(row[2]),
+            float(row[3]),
+            int(row[4]),
+            bool(row[5]),
+            float(row[6]),
+            float(row[7]),
         )
 
     def pause(self, key: str, seconds: float, rps: float | None, min_rate: float) -> float:
@@ -322,7 +371,7 @@ class LimitsConnection:
 
     def leave(self, key: str, member: str) -> None:
         """Give back every lease of this member now (instead of at its heartbeat's expiry)."""
-        sql = f"SELECT * FROM {self._schema}.acquire(%s, %s, 0, 0, 0, NULL, NULL, 0, 0)"
+        sql = f"SELECT * FROM {self._schema}.acquire(%s, %s, 0, 0, 0, NULL, NULL, 0, 0, 0)"
         self._run(lambda c: c.execute(sql, (key, member)).fetchone())
         delete = f"DELETE FROM {self._schema}.limit_members WHERE key = %s AND member = %s"
         self._run(lambda c: c.execute(delete, (key, member)))
@@ -353,12 +402,12 @@ class LimitsListener:
         import psycopg
 
         self.close()
-        conn = _connect(self._dsn, "gptunnel-async limits listener")
+        conn = connect(self._dsn, "gptunnel-async limits listener")
         try:
             conn.execute(f"LISTEN {self._channel}")
         except psycopg.Error as exc:
             conn.close()
-            raise DatabaseUnavailable(_one_line(exc)) from None
+            raise DatabaseUnavailable(one_line(exc)) from None
         self._conn = conn
 
     def run(self, on_message: Callable[[str], None]) -> None:
@@ -372,7 +421,7 @@ class LimitsListener:
                     on_message(note.payload)
         except psycopg.Error as exc:
             self.close()
-            raise DatabaseUnavailable(_one_line(exc)) from None
+            raise DatabaseUnavailable(one_line(exc)) from None
 
     def close(self) -> None:
         conn, self._conn = self._conn, None

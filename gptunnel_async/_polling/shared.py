@@ -45,6 +45,9 @@ from .limits import _CURRENT_SLOT, GateStats, RequestGate, _Slot
 _RETRY_FULL = 0.25  # re-ask this often while the shared bound is full (a dead member's leases)
 # New leases are granted only for starts this close: nobody holds a lease long before using it.
 _HORIZON = 0.15
+# A start missed by more than this (the grant's answer came late) is taken again, not kept: a
+# late request would bunch up with the ones timed after it.
+_LATE = 0.025
 _RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0)
 
 
@@ -115,9 +118,34 @@ class CoordinatorStats:
     """Round trips to PostgreSQL and their latency (seconds), for benchmarks and monitoring."""
 
     round_trips: int = 0
+    late_grants: int = 0
     failures: int = 0
     outages: int = 0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+
+
+class _ClockMap:
+    """The database's clock mapped onto this event loop's (as NTP does): the offset measured
+    by the fastest recent round trip, which is good to half that round trip's time. Starts are
+    then kept to the database's schedule whatever one answer's own latency was."""
+
+    __slots__ = ("_at", "_offset", "_rtt", "latency")
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+        self._rtt = math.inf
+        self._at = -math.inf
+        self.latency = 0.0  # smoothed one-way latency (the lead a start needs)
+
+    def observe(self, sent: float, received: float, db_now: float) -> None:
+        rtt = max(received - sent, 0.0)
+        self.latency = rtt / 2 if self.latency == 0.0 else 0.9 * self.latency + 0.1 * rtt / 2
+        if rtt <= self._rtt or received - self._at > 30.0:  # better, or the best is stale
+            self._offset = db_now - (sent + received) / 2
+            self._rtt, self._at = rtt, received
+
+    def local(self, db_time: float) -> float:
+        return db_time - self._offset
 
 
 class _Waiter:
@@ -152,11 +180,13 @@ class SharedGate:
         self._local_concurrency = local_concurrency
         self._local: anyio.Semaphore | None = None
         self._conn = LimitsConnection(limits.dsn, limits.schema)
+        self._pause_conn = LimitsConnection(limits.dsn, limits.schema)
         self._listener = LimitsListener(limits.dsn, limits.schema)
         self._tg: TaskGroup | None = None
         self._waiters: deque[_Waiter] = deque()
         # anyio primitives pick their backend when created: made in __aenter__
         self._wake: anyio.Event
+        self._report: anyio.Event
         self._free: anyio.Event
         self._recovered: anyio.Event
         self._pause_reports: list[float] = []
@@ -166,6 +196,7 @@ class SharedGate:
         self._paused_until = -math.inf
         self._pause_gen = 0
         self._members = 1
+        self._clock = _ClockMap()
         self._starved_until = -math.inf  # a member waits for a lease: give ours back at once
         self._degraded = False
         self._fallback: RequestGate | None = None
@@ -178,12 +209,15 @@ class SharedGate:
         if self._local_concurrency:
             self._local = anyio.Semaphore(self._local_concurrency)
         self._wake, self._free, self._recovered = anyio.Event(), anyio.Event(), anyio.Event()
+        self._report = anyio.Event()
         try:
             await anyio.to_thread.run_sync(lambda: self._conn.open(install=True))
             await anyio.to_thread.run_sync(self._listener.connect)
+            await anyio.to_thread.run_sync(lambda: self._pause_conn.open(install=False))
             await self._round_trip(0, 0)  # register; learn any pause in force
         except DatabaseUnavailable as exc:
             await anyio.to_thread.run_sync(self._conn.close)
+            await anyio.to_thread.run_sync(self._pause_conn.close)
             await anyio.to_thread.run_sync(self._listener.close)
             raise CoordinatorUnavailableError(
                 f"shared limits: PostgreSQL at {self.limits.where} is unavailable ({exc})"
@@ -191,6 +225,7 @@ class SharedGate:
         tg = anyio.create_task_group()
         await tg.__aenter__()
         tg.start_soon(self._listen_loop)
+        tg.start_soon(self._report_pauses)
         self._tg = tg
         tg.start_soon(self._coordinate)
         return self
@@ -211,6 +246,7 @@ class SharedGate:
                 with suppress(DatabaseUnavailable):  # give the leases back now, not at expiry
                     await anyio.to_thread.run_sync(self._conn.leave, self._key, self._member)
                 await anyio.to_thread.run_sync(self._conn.close)
+                await anyio.to_thread.run_sync(self._pause_conn.close)
                 await anyio.to_thread.run_sync(self._listener.close)
 
     # -- the gate interface --
@@ -263,7 +299,7 @@ class SharedGate:
         if self._fallback is not None:
             self._fallback.rate_limited(retry_after)
         self._pause_reports.append(pause)
-        self._wake.set()
+        self._report.set()
 
     def note_send_lag(self, lag: float) -> None:
         self.stats.max_send_lag = max(self.stats.max_send_lag, lag)
@@ -291,11 +327,18 @@ class SharedGate:
             self._release()  # the database went away meanwhile: start over
 
     async def _reach_start(self, waiter: _Waiter) -> bool:
-        """Sleep until the lease's start; after a new pause, take a new start (False: degraded)."""
+        """Sleep until the lease's start; after a new pause, or if the grant came back too late
+        to keep its start, take a new start (False: the database went away meanwhile)."""
         while True:
             gen = self._pause_gen
-            await anyio.sleep(max(0.0, waiter.start - anyio.current_time()))
-            if gen == self._pause_gen and self._paused_until <= anyio.current_time():
+            if anyio.current_time() - waiter.start <= _LATE:
+                await anyio.sleep(max(0.0, waiter.start - anyio.current_time()))
+            # woken late too (a busy or starved event loop): going now would bunch up with
+            # the requests other processes send on time
+            late = anyio.current_time() - waiter.start > _LATE
+            if late:
+                self.coordinator.late_grants += 1
+            elif gen == self._pause_gen and self._paused_until <= anyio.current_time():
                 return True
             await self.wait_out_pause()
             if self._degraded:
@@ -363,21 +406,12 @@ class SharedGate:
     # -- the coordinator: one round trip at a time, for everything waiting --
 
     async def _round_trip(self, new: int, rerate: int) -> tuple[Grant, float]:
-        """One acquire round (pause reports first); the grant and its first start, loop time."""
+        """One acquire round; the grant and its first start, in event-loop time."""
         limits = self.limits
         held = self._held
-        reports, self._pause_reports = self._pause_reports, []
         started = time.perf_counter()
         try:
-            for pause in reports:
-                remaining = await anyio.to_thread.run_sync(
-                    self._conn.pause,
-                    self._key,
-                    pause,
-                    limits.requests_per_second,
-                    limits.min_recovery_rate,
-                )
-                self._note_pause(remaining)
+            sent = anyio.current_time()
             grant = await anyio.to_thread.run_sync(
                 self._conn.acquire,
                 self._key,
@@ -389,13 +423,14 @@ class SharedGate:
                 limits.requests_per_second,
                 limits.lease_ttl,
                 _HORIZON,
+                min(2 * self._clock.latency + 0.005, 0.5),  # ahead of the answer's arrival
             )
         except DatabaseUnavailable:
-            self._pause_reports[:0] = reports  # tell the others once it is back
             self.coordinator.failures += 1
             raise
         now = anyio.current_time()
-        self.coordinator.round_trips += 1 + len(reports)
+        self._clock.observe(sent, now, grant.db_now)
+        self.coordinator.round_trips += 1
         self.coordinator.latencies.append(time.perf_counter() - started)
         self._reported_held = held + grant.granted
         self._members = grant.members
@@ -403,7 +438,7 @@ class SharedGate:
             self._starved_until = now + 1.0
         if grant.paused > 0:
             self._note_pause(grant.paused)
-        return grant, now + grant.wait
+        return grant, self._clock.local(grant.start_at)
 
     async def _coordinate(self) -> None:
         heartbeat = self.limits.lease_ttl / 3
@@ -419,12 +454,10 @@ class SharedGate:
     async def _serve_waiters(self) -> None:
         """Serve every waiting slot in as few round trips as it takes.
 
-        Woken with nothing waiting, it still makes one: a heartbeat, a pause report, or
-        leases given back while another member waits for one.
+        Woken with nothing waiting, it still makes one: a heartbeat, or leases given back
+        while another member waits for one.
         """
         while True:
-            if self._pause_reports:  # first tell the others of a 429
-                await self._round_trip(0, 0)
             batch = [w for w in self._waiters if not w.cancelled]
             self._waiters.clear()
             if not batch:
@@ -442,6 +475,8 @@ class SharedGate:
                 self._waiters.extendleft(reversed(batch))
                 raise
             timed = rerate + new[: grant.granted]
+            if grant.spacing == 0:  # no rate budget in force: go now
+                start = anyio.current_time()
             if self._paused_until > anyio.current_time():  # paused meanwhile: nothing timed
                 timed = []
             for i, w in enumerate(timed):
@@ -509,6 +544,32 @@ class SharedGate:
             if self._paused_until > anyio.current_time():
                 self._fallback.rate_limited(self._paused_until - anyio.current_time())
         return self._fallback
+
+    async def _report_pauses(self) -> None:
+        """Tell every member of each 429 at once, on a connection of its own (never queued
+        behind a grant round): the others pause within a round trip and a NOTIFY."""
+        attempt = 0
+        while True:
+            await self._report.wait()
+            self._report = anyio.Event()
+            while self._pause_reports:
+                pause = self._pause_reports[0]
+                try:
+                    remaining = await anyio.to_thread.run_sync(
+                        self._pause_conn.pause,
+                        self._key,
+                        pause,
+                        self.limits.requests_per_second,
+                        self.limits.min_recovery_rate,
+                    )
+                except DatabaseUnavailable:  # kept, and sent once the database is back
+                    await anyio.sleep(_RECONNECT_DELAYS[min(attempt, len(_RECONNECT_DELAYS) - 1)])
+                    attempt += 1
+                    continue
+                attempt = 0
+                self.coordinator.round_trips += 1
+                self._pause_reports.pop(0)
+                self._note_pause(remaining)
 
     async def _listen_loop(self) -> None:
         """Read the LISTEN connection (other members' pauses and freed leases arrive here)."""

@@ -1,0 +1,306 @@
+"""A journal shared by several runs: one batch's rows in PostgreSQL.
+
+Several ``generate_many`` runs (on one machine or many) with the same ``PostgresJournal`` batch
+work the batch together: each request is claimed by one run (a compare-and-set on its row
+under ``FOR UPDATE``), created once, polled by one live run, saved once.
+
+Liveness is bound to a session, not a heartbeat: each run holds a session-level advisory lock
+(keyed by batch and owner) on a connection of its own for as long as it lives. PostgreSQL frees
+it the moment that connection dies — the process was killed, or its machine vanished (TCP
+keepalives, set on that session, bound how long that takes) — so "the owner is dead" is simply
+"nobody holds its lock", with no clock and no heartbeat to tune. A dead run's rows are taken
+over: a claim nothing was sent for is claimed again and sent; a task it created is polled; a
+create it had on the wire becomes "unknown", exactly as with one process. ``take_over`` hands a
+live run every such row at once (``FOR UPDATE SKIP LOCKED``: runs sweeping together never
+block on, nor take, the same row).
+
+The driver is psycopg 3, blocking, in a worker thread (one connection, one call at a time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import anyio
+
+from .._errors import CoordinatorUnavailableError, JournalError
+from .._polling._pg_limits import (
+    DatabaseUnavailable,
+    check_schema,
+    connect,
+    describe_dsn,
+    install_once,
+    one_line,
+)
+from .journal import (
+    Claim,
+    JournalRecord,
+    State,
+    body_text,
+    check_record,
+    new_owner_id,
+)
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+_BATCH_RE = re.compile(r"^[\w.:@+/=-]{1,200}$")
+_COLUMNS = "key, idx, state, task_id, kind, url, path, error, owner"
+#: Rows a run that died may still have work in (the rest are final).
+_UNFINISHED = ("claimed", "sending", "created", "done")
+
+
+def _schema_sql(s: str) -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS {s}.journal (
+    batch text NOT NULL,
+    key text NOT NULL,
+    idx integer NOT NULL,
+    state text NOT NULL,
+    task_id text,
+    kind text NOT NULL DEFAULT 'media',
+    url text,
+    path text,
+    error text,
+    body text NOT NULL,
+    owner text,
+    updated timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (batch, key)
+);
+CREATE INDEX IF NOT EXISTS journal_owner ON {s}.journal (batch, owner);
+
+-- Whether the run ``owner`` of ``batch`` is alive: its session still holds its advisory lock.
+CREATE OR REPLACE FUNCTION {s}.journal_alive(p_batch text, p_owner text)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT p_owner IS NOT NULL AND EXISTS (
+        SELECT 1 FROM pg_locks l
+        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND ((l.classid::bigint << 32) | l.objid::bigint)
+              = hashtextextended(p_batch || '/' || p_owner, 0))
+$$;
+
+-- Claim one request: a new row, or one with nothing on the server whose run is gone, becomes
+-- ``claimed`` by p_owner (won). A dead run's row in another state is taken over (not won). A
+-- live run's row is left alone (elsewhere).
+CREATE OR REPLACE FUNCTION {s}.journal_claim(
+    p_batch text, p_key text, p_idx integer, p_body text, p_owner text)
+RETURNS TABLE (won boolean, elsewhere boolean, key text, idx integer, state text,
+               task_id text, kind text, url text, path text, error text, owner text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    r {s}.journal;
+BEGIN
+    INSERT INTO {s}.journal AS j (batch, key, idx, state, body, owner)
+        VALUES (p_batch, p_key, p_idx, 'claimed', p_body, p_owner)
+        ON CONFLICT ON CONSTRAINT journal_pkey DO NOTHING;
+    IF FOUND THEN
+        RETURN QUERY SELECT true, false, p_key, p_idx, 'claimed'::text, NULL::text,
+            'media'::text, NULL::text, NULL::text, NULL::text, p_owner;
+        RETURN;
+    END IF;
+    SELECT * INTO r FROM {s}.journal j WHERE j.batch = p_batch AND j.key = p_key FOR UPDATE;
+    IF r.owner = p_owner THEN
+        RETURN QUERY SELECT false, false, r.key, r.idx, r.state, r.task_id, r.kind, r.url,
+            r.path, r.error, r.owner;
+        RETURN;
+    END IF;
+    IF {s}.journal_alive(p_batch, r.owner) THEN
+        RETURN QUERY SELECT false, true, r.key, r.idx, r.state, r.task_id, r.kind, r.url,
+            r.path, r.error, r.owner;
+        RETURN;
+    END IF;
+    IF r.state IN ('claimed', 'rejected') THEN
+        UPDATE {s}.journal j SET state = 'claimed', owner = p_owner, idx = p_idx, error = NULL,
+            updated = clock_timestamp() WHERE j.batch = p_batch AND j.key = p_key;
+        RETURN QUERY SELECT true, false, p_key, p_idx, 'claimed'::text, NULL::text,
+            r.kind, NULL::text, NULL::text, NULL::text, p_owner;
+        RETURN;
+    END IF;
+    UPDATE {s}.journal j SET owner = p_owner, updated = clock_timestamp()
+        WHERE j.batch = p_batch AND j.key = p_key;
+    RETURN QUERY SELECT false, false, r.key, r.idx, r.state, r.task_id, r.kind, r.url, r.path,
+        r.error, p_owner;
+END $$;
+"""
+
+
+def check_batch(name: str) -> str:
+    if not isinstance(name, str) or not _BATCH_RE.match(name):
+        raise JournalError(
+            f"a batch name is 1-200 letters, digits and . _ - : @ + / =, got {name!r}"
+        )
+    return name
+
+
+class PostgresJournal:
+    """The rows of batch ``batch`` in PostgreSQL, shared by every run that names it.
+
+    ``acquire`` connects (``CoordinatorUnavailableError`` if the server cannot be reached,
+    before anything is sent) and takes this run's liveness lock; ``aclose`` gives it up.
+    """
+
+    def __init__(self, dsn: str, batch: str, *, schema: str = "gptunnel") -> None:
+        self.dsn = dsn
+        self.batch = check_batch(batch)
+        self.schema = check_schema(schema)
+        self.owner = new_owner_id()
+        self._conn: Any = None
+        self._life: Any = None
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    def __repr__(self) -> str:
+        return f"PostgresJournal({describe_dsn(self.dsn)!r}, batch={self.batch!r})"
+
+    @property
+    def where(self) -> str:
+        return f"{describe_dsn(self.dsn)} batch {self.batch!r}"
+
+    # -- ownership ---------------------------------------------------------------------------
+
+    async def acquire(self) -> None:
+        try:
+            await self._thread(self._open)
+        except DatabaseUnavailable as exc:
+            raise CoordinatorUnavailableError(
+                f"journal: PostgreSQL at {describe_dsn(self.dsn)} is unavailable ({exc})"
+            ) from None
+
+    def _open(self) -> None:
+        life = connect(self.dsn, "gptunnel-async journal run")
+        try:
+            # A vanished machine's session must end (and free its lock) in seconds, not hours.
+            life.execute(
+                "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5;"
+                " SET tcp_keepalives_count = 3"
+            )
+            conn = connect(self.dsn, "gptunnel-async journal")
+            install_once(conn, self.schema, "journal", SCHEMA_VERSION, _schema_sql(self.schema))
+            life.execute(
+                "SELECT pg_advisory_lock(hashtextextended(%s, 0))", (f"{self.batch}/{self.owner}",)
+            )
+        except Exception:
+            life.close()
+            raise
+        self._life, self._conn = life, conn
+
+    async def aclose(self) -> None:
+        conn, life, self._conn, self._life = self._conn, self._life, None, None
+
+        def close() -> None:
+            if life is not None:  # free the lock now (the session's end frees it a bit later)
+                with contextlib.suppress(Exception):
+                    life.execute("SELECT pg_advisory_unlock_all()")
+            for c in (conn, life):
+                if c is not None:
+                    with contextlib.suppress(Exception):  # broken: closed either way
+                        c.close()
+
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(close, limiter=self._limiter)
+
+    # -- rows --------------------------------------------------------------------------------
+
+    async def claim(self, key: str, index: int, body: Mapping[str, Any]) -> Claim:
+        sql = f"SELECT * FROM {self.schema}.journal_claim(%s, %s, %s, %s, %s)"
+        args = (self.batch, key, index, body_text(body), self.owner)
+        row = await self._query(lambda c: c.execute(sql, args).fetchone())
+        return Claim(JournalRecord(*row[2:]), won=bool(row[0]), elsewhere=bool(row[1]))
+
+    async def mark_on_wire(self, key: str) -> None:
+        await self._move(key, "claimed", "sending", strict=True)
+
+    async def release(self, key: str) -> None:
+        await self._move(key, "sending", "claimed", strict=False)
+
+    async def _move(self, key: str, before: State, after: State, *, strict: bool) -> None:
+        sql = (
+            f"UPDATE {self.schema}.journal SET state = %s, updated = clock_timestamp()"
+            " WHERE batch = %s AND key = %s AND state = %s AND owner = %s"
+        )
+        args = (after, self.batch, key, before, self.owner)
+        changed = await self._query(lambda c: c.execute(sql, args).rowcount)
+        if strict and changed != 1:
+            raise JournalError(
+                f"journal {self.where}: request {key} is not {before} by this run; "
+                "its create is not sent"
+            )
+
+    async def record(self, key: str, state: State, **fields: Any) -> None:
+        check_record(state, fields)
+        sets = "".join(f", {name} = %s" for name in fields)
+        sql = (
+            f"UPDATE {self.schema}.journal SET state = %s, updated = clock_timestamp(){sets}"
+            " WHERE batch = %s AND key = %s AND owner = %s"
+        )
+        args = (state, *fields.values(), self.batch, key, self.owner)
+        if await self._query(lambda c: c.execute(sql, args).rowcount) != 1:
+            raise JournalError(f"journal {self.where}: request {key} is not held by this run")
+
+    async def get(self, key: str) -> JournalRecord | None:
+        sql = f"SELECT {_COLUMNS} FROM {self.schema}.journal WHERE batch = %s AND key = %s"
+        row = await self._query(lambda c: c.execute(sql, (self.batch, key)).fetchone())
+        return None if row is None else JournalRecord(*row)
+
+    async def records(self) -> list[JournalRecord]:
+        sql = f"SELECT {_COLUMNS} FROM {self.schema}.journal WHERE batch = %s ORDER BY idx"
+        rows = await self._query(lambda c: c.execute(sql, (self.batch,)).fetchall())
+        return [JournalRecord(*row) for row in rows]
+
+    # -- sharing -----------------------------------------------------------------------------
+
+    async def take_over(self, limit: int = 100) -> list[tuple[JournalRecord, dict[str, Any]]]:
+        """Rows of runs that died with work left (claimed, sending, created, done), now this
+        run's, with each request's create body. Claimed rows come back ``claimed`` by this run
+        (send them); the others as they were (poll, report, or save them)."""
+        sql = f"""
+            WITH gone AS (
+                SELECT j.key FROM {self.schema}.journal j
+                WHERE j.batch = %(batch)s AND j.state = ANY(%(states)s)
+                  AND j.owner IS DISTINCT FROM %(me)s
+                  AND NOT {self.schema}.journal_alive(j.batch, j.owner)
+                ORDER BY j.idx LIMIT %(limit)s
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE {self.schema}.journal j SET owner = %(me)s, updated = clock_timestamp()
+            FROM gone WHERE j.batch = %(batch)s AND j.key = gone.key
+            RETURNING j.key, j.idx, j.state, j.task_id, j.kind, j.url, j.path, j.error,
+                j.owner, j.body"""
+        args = {"batch": self.batch, "states": list(_UNFINISHED), "me": self.owner, "limit": limit}
+        rows = await self._query(lambda c: c.execute(sql, args).fetchall())
+        rows.sort(key=lambda row: row[1])
+        return [(JournalRecord(*row[:9]), json.loads(row[9])) for row in rows]
+
+    async def others_working(self) -> int:
+        """Unfinished rows held by other live runs (they will finish them, or die and leave
+        them to ``take_over``)."""
+        sql = f"""
+            SELECT count(*) FROM {self.schema}.journal j
+            WHERE j.batch = %s AND j.state = ANY(%s) AND j.owner IS DISTINCT FROM %s
+              AND {self.schema}.journal_alive(j.batch, j.owner)"""
+        args = (self.batch, list(_UNFINISHED), self.owner)
+        return int(await self._query(lambda c: c.execute(sql, args).fetchone()[0]))
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    async def _query(self, fn: Callable[[Any], T]) -> T:
+        import psycopg
+
+        def call() -> T:
+            if self._conn is None:
+                raise JournalError(f"journal {self.where}: acquire() it first")
+            try:
+                return fn(self._conn)
+            except psycopg.Error as exc:
+                raise JournalError(f"journal {self.where}: {one_line(exc)}") from None
+
+        return await self._thread(call)
+
+    async def _thread(self, fn: Callable[[], T]) -> T:
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(1)  # one connection, one call at a time
+        return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
