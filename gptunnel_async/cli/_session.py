@@ -103,9 +103,7 @@ async def open_client(
     policy = AdaptivePolicy(clock_scale=settings.clock_scale) if settings.clock_scale else None
     try:
         # an empty --base-url is refused by the client, never taken for "the default"
-        client = AsyncGPTunnel(
-            key, base_url=settings.base_url, poll_policy=policy, limits=limits
-        )
+        client = AsyncGPTunnel(key, base_url=settings.base_url, poll_policy=policy, limits=limits)
     except ConfigurationError as exc:
         raise CLIError(str(exc), exit_code=EXIT_USAGE) from None
     async with client:
