@@ -12,8 +12,7 @@ import math
 import os
 import platform
 import time
-import zlib
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
 from pathlib import Path
 from types import TracebackType
@@ -24,7 +23,8 @@ import anyio
 import httpx
 
 from ._errors import APIConnectionError, APIResponseValidationError, APITimeoutError, GPTunnelError
-from ._logs import logger, redact, register_secret, unregister_secret
+from ._inflate import ACCEPT_ENCODING, read_capped, undecodable
+from ._logs import logger, redact, register_secret, scrub, unregister_secret
 from ._polling.limits import current_slot
 from ._polling.policy import AdaptivePolicy, PollPolicy, follow_emulator_clock
 from ._response import body_failure, decode_json, error_from_response
@@ -38,7 +38,13 @@ from ._retry import (
 )
 from ._telemetry import NO_TELEMETRY, Operation, Telemetry
 from ._version import __version__
-from .download import Downloader, LinkPolicy, check_not_expired, result_url
+from .download import (
+    DownloadDeadline,
+    Downloader,
+    LinkPolicy,
+    check_not_expired,
+    result_url,
+)
 from .resources.account import AccountResource
 from .resources.media import MediaResource
 from .resources.midjourney import MidjourneyResource
@@ -219,7 +225,7 @@ class AsyncGPTunnel:
             "Authorization": self._api_key,
             "User-Agent": _user_agent(),
             "Accept": "application/json",
-            "Accept-Encoding": "gzip, deflate",  # what _read_capped can inflate, bounded
+            "Accept-Encoding": ACCEPT_ENCODING,  # what read_capped can inflate, bounded
         }
         #: The schedule every wait and poller of this client shares (and teaches).
         self.poll_policy: PollPolicy = poll_policy or AdaptivePolicy()
@@ -327,7 +333,12 @@ class AsyncGPTunnel:
         return self._downloader
 
     async def download(
-        self, task: Any, destination: str | os.PathLike[str], *, max_bytes: int | None = None
+        self,
+        task: Any,
+        destination: str | os.PathLike[str],
+        *,
+        max_bytes: int | None = None,
+        deadline: DownloadDeadline | None = None,
     ) -> Path:
         """Save a finished task's file; returns its path.
 
@@ -335,6 +346,7 @@ class AsyncGPTunnel:
         file is named after the task id) or a file path (without a suffix, the extension comes
         from the content type). The file appears under
         its final name only when complete. An expired link is refused before any request.
+        ``deadline`` bounds the whole transfer (default: the downloader's ``DownloadDeadline``).
         """
         check_not_expired(task)
         # "out/" means a folder even before it exists (Path() would drop the slash).
@@ -345,13 +357,18 @@ class AsyncGPTunnel:
             task_id=task.id,
             max_bytes=max_bytes,
             as_folder=as_folder,
+            deadline=deadline,
         )
         return await self._traced_download(task.id, fetch)
 
-    async def download_bytes(self, task: Any, *, max_bytes: int | None = None) -> bytes:
-        """A finished task's file in memory (capped by ``max_bytes``)."""
+    async def download_bytes(
+        self, task: Any, *, max_bytes: int | None = None, deadline: DownloadDeadline | None = None
+    ) -> bytes:
+        """A finished task's file in memory (capped by ``max_bytes``, bounded by ``deadline``)."""
         check_not_expired(task)
-        fetch = self.downloader.fetch_bytes(result_url(task), max_bytes=max_bytes)
+        fetch = self.downloader.fetch_bytes(
+            result_url(task), max_bytes=max_bytes, deadline=deadline
+        )
         data, _ = await self._traced_download(task.id, fetch)
         return data
 
@@ -531,13 +548,13 @@ class AsyncGPTunnel:
                     async with self._http.stream(
                         method, url, params=params, json=json_body, headers=self._headers, **extra
                     ) as response:
-                        content = await _read_capped(response, MAX_RESPONSE_BYTES)
+                        content = await read_capped(response, MAX_RESPONSE_BYTES)
                 if scope.cancelled_caught:  # only a create's own deadline cancels this scope
                     failure = self._past_deadline(method, path, task_id, bound)
             except httpx.TransportError as exc:
                 failure = self._transport_failure(exc, method, path, kind, task_id)
             except httpx.DecodingError:  # some transports decode eagerly
-                failure = (_encoding_mismatch("declared"), RetryDecision(False, "DecodingError"))
+                failure = (undecodable("declared"), RetryDecision(False, "DecodingError"))
             except APIResponseValidationError as exc:
                 failure = (exc, RetryDecision(False, "unreadable response"))
             finally:
@@ -559,7 +576,9 @@ class AsyncGPTunnel:
         logger.debug("%s %s → %d in %.0f ms", method, path, status, elapsed_ms)
         if status < 300:
             try:
-                body = decode_json(content)
+                # A server may echo the key back (in a task's error, a link, an id): scrub it
+                # before any model, journal, manifest or message can hold it.
+                body = scrub(decode_json(content), self._api_key)
             except ValueError:
                 raise APIResponseValidationError(
                     f"{method} {path} → HTTP {status} with a body that is not JSON "
@@ -631,66 +650,3 @@ class _Retryable(Exception):
         self.error = error
         self.reason = reason
         self.retry_after = retry_after
-
-
-async def _read_capped(response: httpx.Response, limit: int) -> bytes:
-    """The body, refusing more than ``limit`` bytes — decompressed bytes included.
-
-    httpx would inflate each network chunk in full before a size check could run (a small gzip
-    bomb becomes hundreds of MB), so the raw bytes are read and inflated here, in bounded
-    pieces, into one buffer: memory stays near ``limit`` whatever the server sends.
-    """
-    declared = response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise APIResponseValidationError(
-            f"response body of {declared} bytes exceeds the {limit}-byte limit"
-        )
-    encoding = response.headers.get("content-encoding", "")
-    try:
-        loaded = response.content  # in-memory responses (mock transports) hold it already
-    except httpx.ResponseNotRead:
-        pass
-    except httpx.DecodingError:
-        raise _encoding_mismatch(encoding) from None
-    else:
-        if len(loaded) > limit:
-            raise APIResponseValidationError(f"response body exceeds the {limit}-byte limit")
-        return loaded
-    pieces = _inflater(encoding)
-    body = bytearray()
-    async for raw in response.aiter_raw():
-        for piece in pieces(raw):
-            if len(body) + len(piece) > limit:
-                raise APIResponseValidationError(f"response body exceeds the {limit}-byte limit")
-            body += piece
-    return bytes(body)
-
-
-_PIECE = 256 * 1024
-
-
-def _encoding_mismatch(encoding: str) -> APIResponseValidationError:
-    return APIResponseValidationError(
-        f"response body does not match its Content-Encoding {encoding[:40]!r}"
-    )
-
-
-def _inflater(encoding: str) -> Callable[[bytes], Iterator[bytes]]:
-    """A decoder for a Content-Encoding that yields at most ``_PIECE`` bytes at a time."""
-    value = encoding.strip().lower()
-    if value in ("", "identity"):
-        return lambda data: iter((data,))
-    if value not in ("gzip", "x-gzip", "deflate"):
-        raise APIResponseValidationError(f"unsupported Content-Encoding {encoding[:40]!r}")
-    decoder = zlib.decompressobj(16 + zlib.MAX_WBITS if "gzip" in value else zlib.MAX_WBITS)
-
-    def pieces(data: bytes) -> Iterator[bytes]:
-        while data:
-            try:
-                out = decoder.decompress(data, _PIECE)
-            except zlib.error:
-                raise _encoding_mismatch(encoding) from None
-            yield out
-            data = decoder.unconsumed_tail
-
-    return pieces

@@ -11,12 +11,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._logs import redact
+
 if TYPE_CHECKING:
     from .types.media import MediaTask
 
 
 class GPTunnelError(Exception):
-    """Base class of every error this SDK raises."""
+    """Base class of every error this SDK raises.
+
+    The message is redacted when the error is built: it may quote server text (an echoed key).
+    """
 
     message: str
     status_code: int | None
@@ -31,6 +36,7 @@ class GPTunnelError(Exception):
         error_type: str | None = None,
         task_id: str | None = None,
     ) -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.status_code = status_code
@@ -190,6 +196,34 @@ class TaskTimeoutError(GPTunnelError, TimeoutError):
         tid = task_id if task_id is not None else getattr(task, "id", None)
         super().__init__(message, error_type="task_timeout", task_id=tid)
         self.task = task
+
+
+class DownloadError(GPTunnelError):
+    """A result file could not be fetched (after retries where retrying made sense)."""
+
+
+class LinkExpiredError(DownloadError):
+    """The result link has expired (48 h for media): the file is gone from the provider."""
+
+
+class UnsafeLinkError(DownloadError, InvalidInputError):
+    """A link (or a redirect) that the SDK refuses to follow: not https, or an address that is
+    (or resolves to) loopback, private, link-local or otherwise not public."""
+
+
+class FileTooLargeError(DownloadError):
+    """The file is larger than the cap; nothing was written."""
+
+
+class DownloadTimeoutError(DownloadError, TimeoutError):
+    """The file did not arrive within its total deadline (a host sending too slowly)."""
+
+
+class FileWriteError(DownloadError, OSError):
+    """The file could not be written here (disk full, no permission, read-only file system).
+
+    Nothing is left behind: the partial file is removed.
+    """
 
 
 _BY_STATUS: dict[int, type[APIStatusError]] = {

@@ -1,26 +1,37 @@
-"""The SDK's logger, and the filter that keeps API keys out of every record it emits.
+"""The SDK's logger, and the one redaction rule that keeps API keys out of everything it emits.
 
-The client never formats a key into a message on purpose; the filter is the second line of
-defence (a server that echoes the key back in an error, a user's ``extra``), and it also covers
-records that handlers format later from ``args``.
+The client never formats a key into a message on purpose. Redaction is the second line of
+defence against a server that echoes the key back (in an error, a task's ``error``, a link, an
+id): every decoded response body is scrubbed before anything reads it, every ``GPTunnelError``
+message is scrubbed when it is built, and the logger's filter scrubs every record. Texts are
+scrubbed *before* they are cut to a length (``clip``), so a cut never leaves half a key.
+
+A secret is matched whole. A key of ``WHOLE_TEXT_MIN`` characters or more is replaced wherever
+it appears (also glued to other text), since ordinary text does not contain a long random
+token by accident; a shorter one (the emulator's ``"any"``, a test's ``"k"``) is replaced only
+where it stands as a word of its own, so ``"not known"`` stays ``"not known"``.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 import threading
 from typing import Any
 
 logger = logging.getLogger("gptunnel_async")
 
 REDACTED = "<redacted>"
+#: Secrets at least this long are scrubbed wherever they occur; shorter ones only as words.
+WHOLE_TEXT_MIN = 8
 _lock = threading.Lock()
 _secrets: dict[str, int] = {}  # secret -> number of live clients using it
 
 
 def register_secret(secret: str) -> None:
-    """Start scrubbing ``secret`` from log records and SDK messages."""
-    if len(secret) < 4:  # too short to scrub without mangling ordinary text; never logged anyway
+    """Start scrubbing ``secret`` from log records, SDK errors and decoded responses."""
+    if not secret:
         return
     with _lock:
         _secrets[secret] = _secrets.get(secret, 0) + 1
@@ -35,29 +46,75 @@ def unregister_secret(secret: str) -> None:
             _secrets[secret] = count
 
 
-def redact(text: str, *extra_secrets: str | None) -> str:
-    """``text`` with every registered secret (and the extra ones given) replaced."""
+@functools.lru_cache(maxsize=64)
+def _matcher(secret: str) -> re.Pattern[str] | None:
+    """``None``: a long secret, matched by plain substring search (the fast path)."""
+    if len(secret) >= WHOLE_TEXT_MIN:
+        return None
+    return re.compile(rf"(?<!\w){re.escape(secret)}(?!\w)")
+
+
+def _active(extra_secrets: tuple[str | None, ...]) -> list[str]:
     with _lock:
-        secrets = [*_secrets, *(s for s in extra_secrets if s)]
+        found = list(_secrets)
+    found += [s for s in extra_secrets if s and s not in found]
+    return found
+
+
+def _scrub_text(text: str, secrets: list[str]) -> str:
     for secret in secrets:
-        if secret and secret in text:
-            text = text.replace(secret, REDACTED)
+        matcher = _matcher(secret)
+        if matcher is None:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        elif secret in text:
+            text = matcher.sub(REDACTED, text)
     return text
 
 
-def redact_deep(value: Any, *extra_secrets: str | None, _depth: int = 0) -> Any:
-    """``value`` (decoded JSON) with every string redacted; bounded depth, copies containers."""
+def redact(text: str, *extra_secrets: str | None) -> str:
+    """``text`` with every registered secret (and the extra ones given) replaced."""
+    secrets = _active(extra_secrets)
+    return _scrub_text(text, secrets) if secrets else text
+
+
+def clip(text: str, limit: int, *extra_secrets: str | None) -> str:
+    """``text`` redacted, *then* cut to ``limit`` characters (a cut cannot keep half a key)."""
+    text = redact(text, *extra_secrets)
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+def scrub(value: Any, *extra_secrets: str | None) -> Any:
+    """Decoded JSON with every secret removed from its strings (keys included), at any depth.
+
+    Containers are changed in place (the caller owns a freshly decoded body); the walk is
+    iterative, so no nesting the JSON decoder accepted can exhaust the stack here.
+    """
+    secrets = _active(extra_secrets)
+    if not secrets:
+        return value
     if isinstance(value, str):
-        return redact(value, *extra_secrets)
-    if _depth > 50:
-        return None
-    if isinstance(value, dict):
-        return {
-            redact(str(k), *extra_secrets): redact_deep(v, *extra_secrets, _depth=_depth + 1)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [redact_deep(v, *extra_secrets, _depth=_depth + 1) for v in value]
+        return _scrub_text(value, secrets)
+    todo = [value] if isinstance(value, (dict, list)) else []
+    while todo:
+        node = todo.pop()
+        if isinstance(node, list):
+            for i, item in enumerate(node):
+                if isinstance(item, str):
+                    node[i] = _scrub_text(item, secrets)
+                elif isinstance(item, (dict, list)):
+                    todo.append(item)
+            continue
+        for name in list(node):
+            item = node[name]
+            if isinstance(item, str):
+                node[name] = item = _scrub_text(item, secrets)
+            elif isinstance(item, (dict, list)):
+                todo.append(item)
+            clean = _scrub_text(name, secrets) if isinstance(name, str) else name
+            if clean != name:
+                del node[name]
+                node[clean] = item
     return value
 
 
@@ -80,5 +137,19 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-if not any(isinstance(f, RedactingFilter) for f in logger.filters):
-    logger.addFilter(RedactingFilter())
+#: Loggers whose records can quote server data: the SDK's, and httpx's and httpcore's (their
+#: DEBUG traces print response headers, which a server can fill with the key). A logger's
+#: filter does not apply to its children, so each is named.
+FILTERED_LOGGERS = (
+    "gptunnel_async",
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
+for _name in FILTERED_LOGGERS:
+    _target = logging.getLogger(_name)
+    if not any(isinstance(f, RedactingFilter) for f in _target.filters):
+        _target.addFilter(RedactingFilter())

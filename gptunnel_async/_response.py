@@ -21,7 +21,7 @@ from ._errors import (
     RateLimitError,
     status_error_class,
 )
-from ._logs import redact, redact_deep
+from ._logs import clip, redact, scrub
 from ._retry import parse_retry_after
 
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
@@ -47,9 +47,9 @@ def decode_json(content: bytes) -> Any:
     raise ValueError(failure)
 
 
-def _short(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "…"
+def _short(text: str, secret: str | None) -> str:
+    """One line of at most ``_MAX_MESSAGE`` characters, redacted before it is cut."""
+    return clip(" ".join(text.split()), _MAX_MESSAGE, secret)
 
 
 def _envelope(body: Any) -> tuple[str | None, str | None]:
@@ -92,8 +92,11 @@ def error_from_response(
     try:
         body: Any = decode_json(content)
     except ValueError:
-        body = content[:_MAX_MESSAGE].decode("utf-8", errors="replace")
-    body = redact_deep(body, secret)  # a server may echo the key back: keep it out of errors
+        body = content.decode("utf-8", errors="replace")
+    # A server may echo the key back: scrub the whole body first, then cut what is kept.
+    body = scrub(body, secret)
+    if isinstance(body, str):
+        body = clip(body, _MAX_MESSAGE, secret)
     message, error_type = _envelope(body)
     code = body.get("code") if isinstance(body, Mapping) else None
     raw_issues = body.get("issues") if isinstance(body, Mapping) else None
@@ -108,7 +111,7 @@ def error_from_response(
     summary = f"{method} {path} → HTTP {status_code}"
     if isinstance(code, int) and code != 0:
         summary += f", code {code}"
-    text = redact(f"{summary}: {_short(str(message))}" if message else summary, secret)
+    text = redact(f"{summary}: {_short(str(message), secret)}" if message else summary, secret)
     common: dict[str, Any] = {
         "method": method,
         "path": path,

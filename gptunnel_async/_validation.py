@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from ._errors import APIResponseValidationError, InvalidInputError
-from ._logs import redact
+from ._logs import clip, redact
 from .catalog import MODELS, ModelSpec
 
 _TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -23,8 +23,7 @@ def check_task_id(task_id: Any) -> str:
     """A task id is a short token of letters, digits, ``-`` and ``_`` (24 hex in practice)."""
     # fullmatch: ``$`` alone would accept a trailing newline ("abc\n").
     if not isinstance(task_id, str) or not _TASK_ID.fullmatch(task_id):
-        shown = repr(task_id)
-        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        shown = clip(repr(task_id), 60)  # redacted before the cut: an id may echo the key
         raise InvalidInputError(
             f"invalid task id {shown}: expected letters, digits, '-' or '_' (24 hex in practice)"
         )
