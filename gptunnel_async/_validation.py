@@ -13,9 +13,11 @@ from typing import Any, TypeVar
 
 from ._errors import APIResponseValidationError, InvalidInputError
 from ._logs import clip, redact
-from .catalog import MODELS, ModelSpec
+from .catalog import MODELS, PROMPT_MAX_LEN, ModelSpec, prompt_limit
 
 _TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+#: An extra body field, as JSON, is at most this long (a small data: URL fits; a file does not).
+FIELD_MAX_JSON_CHARS = 1 << 20
 _Answer = TypeVar("_Answer")
 
 
@@ -67,22 +69,32 @@ def check_encodable(name: str, value: str) -> str:
 
 
 def check_json_value(name: str, value: Any) -> Any:
-    """An extra body field must serialise to UTF-8 JSON (no lone surrogates, no objects)."""
+    """An extra body field must serialise to UTF-8 JSON (no lone surrogates, no objects, not
+    nested past the interpreter's recursion limit) of at most ``FIELD_MAX_JSON_CHARS``."""
     try:
-        json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
-    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        text.encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as exc:  # UnicodeEncodeError: a ValueError
         raise InvalidInputError(f"{name} cannot be sent as JSON: {type(exc).__name__}") from None
+    if len(text) > FIELD_MAX_JSON_CHARS:
+        raise InvalidInputError(
+            f"{name} is {len(text):,} characters as JSON; the limit is {FIELD_MAX_JSON_CHARS:,}"
+        )
     return value
 
 
-def check_text(name: str, value: Any, *, max_len: int | None = None) -> str:
+def check_text(name: str, value: Any, *, max_len: int = PROMPT_MAX_LEN, whose: str = "") -> str:
+    """Non-empty, valid Unicode, at most ``max_len`` characters (``whose`` names the limit's
+    owner in the error, e.g. " for model 'suno'")."""
     if not isinstance(value, str):
         raise InvalidInputError(f"{name} must be a string, got {type(value).__name__}")
+    if len(value) > max_len:  # before anything else walks a huge string
+        raise InvalidInputError(
+            f"{name} is {len(value):,} characters long; the limit is {max_len:,}{whose}"
+        )
     if not value.strip():
         raise InvalidInputError(f"{name} must not be empty")
     check_encodable(name, value)
-    if max_len is not None and len(value) > max_len:
-        raise InvalidInputError(f"{name} is {len(value)} characters long; the limit is {max_len}")
     return value
 
 
@@ -112,7 +124,9 @@ def check_media_create(
     """Validate a media create against the catalogue; return the cleaned values and the spec."""
     model = check_text("model", model)
     spec = MODELS.get(model)
-    prompt = check_text("prompt", prompt, max_len=spec.prompt_max_len if spec else None)
+    documented = spec is not None and spec.prompt_max_len is not None
+    whose = f" for model {model!r}" if documented else " for models without a documented one"
+    prompt = check_text("prompt", prompt, max_len=prompt_limit(model), whose=whose)
     if ar is not None and not isinstance(ar, str):
         raise InvalidInputError(f"ar must be a string such as '16:9', got {type(ar).__name__}")
     if ar is not None:

@@ -3,7 +3,8 @@
 The catalogue exists so that a create which the provider would reject is refused *locally*,
 before anything is billed. It is deliberately incomplete: the provider adds models often, so an
 id that is not listed here is still sent as-is. Facts come from ``GPTUNNEL_API.md``; a field the
-docs do not state is ``None`` ("unknown") and is not validated.
+docs do not state is ``None`` ("unknown") and is not validated — except the prompt's length,
+which is always bounded (``prompt_limit``).
 
 Each model also carries a duration prior that the poller starts from before it has seen any task
 of that model finish.
@@ -18,6 +19,12 @@ from typing import Literal
 
 ModelKind = Literal["image", "video", "audio"]
 Endpoint = Literal["create", "generate"]
+
+#: The longest prompt sent for a model without a documented limit (known or not). The
+#: longest any image model we know of takes is 32,000 characters (OpenAI's gpt-image-1, behind
+#: the gpt-image-1-* ids); beyond that a "prompt" is a stray file, not a description, and would
+#: be billed as one create and stored in every journal and manifest.
+PROMPT_MAX_LEN = 32_000
 
 AR_ALL = ("1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "9:21")
 AR_FIVE = ("1:1", "16:9", "9:16", "4:3", "3:4")
@@ -49,6 +56,8 @@ class ModelSpec:
     ``ar``: allowed aspect ratios; ``()`` means the model takes none; ``None`` means unknown.
     ``max_images``: how many ``images`` it takes; ``0`` none; ``None`` unknown (not checked).
     ``documented``: stated on a provider page ([doc]) rather than only seen in client code.
+    ``prompt_max_len``: the documented prompt limit in characters; ``None``: none documented
+    (then ``PROMPT_MAX_LEN`` applies, see ``prompt_limit``).
     """
 
     id: str
@@ -112,6 +121,15 @@ MODELS: Mapping[str, ModelSpec] = MappingProxyType({s.id: s for s in _specs()})
 def get_model(model_id: str) -> ModelSpec | None:
     """A known model's spec, or ``None`` for an id the SDK has not heard of (still sendable)."""
     return MODELS.get(model_id)
+
+
+def prompt_limit(model_id: str) -> int:
+    """The most characters a prompt for ``model_id`` may have: its documented limit, else the
+    general ``PROMPT_MAX_LEN`` (which also bounds ids the catalogue does not know)."""
+    spec = MODELS.get(model_id)
+    if spec is not None and spec.prompt_max_len is not None:
+        return min(spec.prompt_max_len, PROMPT_MAX_LEN)
+    return PROMPT_MAX_LEN
 
 
 def kind_of(model_id: str) -> ModelKind:

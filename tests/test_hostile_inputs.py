@@ -7,7 +7,9 @@ byte-identical run against the emulator over a real loopback socket.
 
 from __future__ import annotations
 
+import functools
 import json
+import tracemalloc
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -21,6 +23,8 @@ from hypothesis import strategies as st
 
 from gptunnel_async import AdaptivePolicy, AsyncGPTunnel, InvalidInputError, MediaTask, Poller
 from gptunnel_async._errors import APIResponseValidationError
+from gptunnel_async._validation import FIELD_MAX_JSON_CHARS
+from gptunnel_async.catalog import PROMPT_MAX_LEN, prompt_limit
 from gptunnel_async.download import (
     Downloader,
     DownloadError,
@@ -594,3 +598,70 @@ def test_any_prompt_is_sent_exactly_or_refused_with_invalid_input(prompt: str) -
     else:
         assert refused is not None and "prompt" in refused
         assert sent == []
+
+
+# -- prompt and field limits ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "limit", "named"),
+    [
+        ("suno", 400, "for model 'suno'"),  # documented [doc]
+        ("google-imagen-3", PROMPT_MAX_LEN, "without a documented one"),  # known, no limit given
+        ("a-model-from-next-week", PROMPT_MAX_LEN, "without a documented one"),  # unknown
+    ],
+)
+@pytest.mark.anyio
+async def test_a_prompt_over_its_models_limit_is_refused_naming_the_limit(
+    model: str, limit: int, named: str
+) -> None:
+    assert prompt_limit(model) == limit
+    transport, sent = _capture_api()
+    async with AsyncGPTunnel(KEY, base_url="https://api.test", transport=transport) as client:
+        with pytest.raises(InvalidInputError) as info:
+            await client.media.create(model=model, prompt="x" * (limit + 1))
+        assert f"{limit:,}" in str(info.value) and named in str(info.value)
+        assert "\n" not in str(info.value) and len(str(info.value)) < 200
+        assert sent == []
+        await client.media.create(model=model, prompt="x" * limit)  # the limit itself is fine
+    assert len(sent) == 1
+
+
+@pytest.mark.anyio
+async def test_a_200mb_prompt_is_refused_at_once_and_never_copied() -> None:
+    """The length is checked before anything walks or encodes the text."""
+    transport, sent = _capture_api()
+    huge = "x" * (200 * 1024 * 1024)
+    async with AsyncGPTunnel(KEY, base_url="https://api.test", transport=transport) as client:
+        tracemalloc.start()
+        try:
+            for attempt in (
+                lambda: client.media.create(model="flux-dev", prompt=huge),
+                lambda: client.media.create(model="new-model", prompt=huge),
+                lambda: client.midjourney.imagine(huge),
+            ):
+                with pytest.raises(InvalidInputError, match="characters long"):
+                    await attempt()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert peak < 10 * 1024 * 1024
+    assert sent == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "x" * (FIELD_MAX_JSON_CHARS + 1),
+        ["x" * 1024] * 1100,
+        functools.reduce(lambda inner, _: [inner], range(100_000), []),  # nested 100,000 deep
+    ],
+    ids=["long text", "long list", "deep"],
+)
+@pytest.mark.anyio
+async def test_an_extra_field_that_is_huge_or_deep_is_a_clear_error(value: Any) -> None:
+    transport, sent = _capture_api()
+    async with AsyncGPTunnel(KEY, base_url="https://api.test", transport=transport) as client:
+        with pytest.raises(InvalidInputError, match="style"):
+            await client.media.create(model="new-model", prompt="ok", style=value)
+    assert sent == []

@@ -57,7 +57,9 @@ async def run_batch(client: AsyncGPTunnel, opts: BatchOptions, total: int) -> Ba
     requests = read_requests(opts.source, opts.fmt, opts.defaults)
     summary = BatchSummary(total=total)
     with (
-        opts.manifest.open("w", encoding="utf-8") as manifest,
+        # A row may hold text UTF-8 cannot encode (a lone surrogate, refused for that row):
+        # its line is written with the surrogate as a JSON escape, never a crash.
+        opts.manifest.open("w", encoding="utf-8", errors="backslashreplace") as manifest,
         BatchProgress(total, enabled=opts.progress) as bar,
     ):
         async with (

@@ -5,20 +5,36 @@ happens twice: ``scan`` checks the whole file and counts its requests before any
 billed — a malformed line 900 000 should stop the run at the start, not half way through —
 and ``read_requests`` then yields the request dicts as the run consumes them. Both number
 requests the same way, so a rerun maps each line to the same request (and journal entry).
+
+What cannot be read as rows stops the run before anything is sent, with one line naming the
+place: text that is not UTF-8, a line over ``MAX_LINE_CHARS``, JSON that is malformed, nested
+deeper than ``MAX_JSON_DEPTH`` or holds a number longer than ``MAX_NUMBER_CHARS`` (Python would
+raise ``RecursionError`` or ``ValueError`` on those), a CSV header naming a column twice. A row
+that reads fine but is not a valid request (an empty prompt, a lone surrogate, a bad ``ar``) is
+the SDK's to refuse: that request fails alone, with its reason in the manifest.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 Format = Literal["txt", "csv", "jsonl"]
 FORMATS: tuple[Format, ...] = ("txt", "csv", "jsonl")
 _BY_SUFFIX: dict[str, Format] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+#: The longest line read (a row may carry an image as a data: URL; a line is never held whole
+#: beyond this, so a 200 MB line costs no more memory than this).
+MAX_LINE_CHARS = 16 * 1024 * 1024
+#: How deep a JSON row may nest (a request is a flat object; its extra fields rarely nest).
+MAX_JSON_DEPTH = 64
+#: The longest JSON number accepted, in characters (a seed has 20 digits at most).
+MAX_NUMBER_CHARS = 100
 
 
 class InputFileError(Exception):
@@ -67,16 +83,29 @@ def read_requests(path: Path, fmt: Format, defaults: Defaults) -> Iterator[dict[
 def _rows(path: Path, fmt: Format) -> Iterator[dict[str, Any]]:
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
+            lines = _lines(path, handle)
             if fmt == "txt":
-                yield from _text_rows(handle)
+                yield from _text_rows(lines)
             elif fmt == "csv":
-                yield from _csv_rows(path, handle)
+                yield from _csv_rows(path, lines)
             else:
-                yield from _jsonl_rows(path, handle)
+                yield from _jsonl_rows(path, lines)
     except UnicodeDecodeError as exc:
         raise InputFileError(f"{path}: not UTF-8 text ({exc.reason})") from None
     except OSError as exc:
         raise InputFileError(f"{path}: {exc.strerror or exc}") from None
+
+
+def _lines(path: Path, handle: TextIO) -> Iterator[str]:
+    """The file's lines, none longer than ``MAX_LINE_CHARS`` (a longer one is refused unread)."""
+    number = 0
+    while line := handle.readline(MAX_LINE_CHARS + 1):
+        number += 1
+        if len(line) > MAX_LINE_CHARS and not line.endswith(("\n", "\r")):
+            raise InputFileError(
+                f"{path}:{number}: the line is longer than {MAX_LINE_CHARS:,} characters"
+            )
+        yield line
 
 
 def _text_rows(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
@@ -86,12 +115,13 @@ def _text_rows(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
             yield {"prompt": prompt}
 
 
-def _csv_rows(path: Path, handle: Iterator[str]) -> Iterator[dict[str, Any]]:
-    reader = csv.DictReader(handle)
+def _csv_rows(path: Path, lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    reader = csv.DictReader(lines)
     try:
         header = reader.fieldnames
-        if not header or "prompt" not in header:
+        if not header or "prompt" not in [name.strip() for name in header]:
             raise InputFileError(f"{path}: the CSV header needs a 'prompt' column")
+        reader.fieldnames = _unique_columns(path, header)
         for row in reader:
             if None in row:
                 raise InputFileError(
@@ -100,38 +130,92 @@ def _csv_rows(path: Path, handle: Iterator[str]) -> Iterator[dict[str, Any]]:
             cells = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
             if not any(cells.values()):
                 continue  # a blank line
-            if not cells.get("prompt"):
-                raise InputFileError(f"{path}:{reader.line_num}: empty prompt")
             yield _csv_request(cells)
     except csv.Error as exc:
         raise InputFileError(f"{path}:{reader.line_num}: {exc}") from None
 
 
+def _unique_columns(path: Path, header: Any) -> list[str]:
+    """The header's names, stripped; a name given twice is refused (one would silently win)."""
+    names = [str(name).strip() for name in header]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        shown = ", ".join(repr(name) for name in twice)
+        raise InputFileError(f"{path}: the CSV header names {shown} twice")
+    return names
+
+
 def _csv_request(cells: Mapping[str, str | None]) -> dict[str, Any]:
-    """Empty cells mean "use the default"; ``images`` holds URLs separated by spaces."""
+    """Empty cells mean "use the default"; ``images`` holds URLs separated by spaces.
+
+    An empty ``prompt`` stays (there is no default prompt): the SDK refuses that row alone.
+    """
     request: dict[str, Any] = {}
     for key, value in cells.items():
-        if not value:
+        if not value and key != "prompt":
             continue
-        request[key] = value.split() if key == "images" else value
+        request[key] = value.split() if key == "images" and value else value or ""
     return request
 
 
-def _jsonl_rows(path: Path, handle: Iterator[str]) -> Iterator[dict[str, Any]]:
-    for number, line in enumerate(handle, start=1):
+def _jsonl_rows(path: Path, lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    for number, line in enumerate(lines, start=1):
         text = line.strip()
         if not text:
             continue
         try:
-            value = json.loads(text)
+            value = load_json(text)
         except json.JSONDecodeError as exc:
             raise InputFileError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        except UnsafeJSONError as exc:
+            raise InputFileError(f"{path}:{number}: {exc}") from None
         if not isinstance(value, dict):
             raise InputFileError(f"{path}:{number}: expected a JSON object")
-        prompt = value.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise InputFileError(f"{path}:{number}: the object needs a non-empty 'prompt' string")
         yield value
+
+
+class UnsafeJSONError(ValueError):
+    """Valid JSON that the CLI will not load: nested too deep, or a number too long."""
+
+
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def load_json(text: str) -> Any:
+    """``json.loads`` with bounded nesting and number length, and no NaN or Infinity.
+
+    Python's parser recurses per level (``RecursionError`` at ~1,000) and refuses integers over
+    4,300 digits with a bare ``ValueError``; both are turned into ``UnsafeJSONError`` here,
+    before the parser sees the text.
+    """
+    depth = 0
+    for bracket in _BRACKET.findall(_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        if depth > MAX_JSON_DEPTH:
+            raise UnsafeJSONError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return json.loads(
+        text, parse_int=_bounded_int, parse_float=_bounded_float, parse_constant=_no_constant
+    )
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits) > MAX_NUMBER_CHARS:
+        raise UnsafeJSONError(f"a number of {len(digits):,} digits (at most {MAX_NUMBER_CHARS})")
+    return int(digits)
+
+
+def _bounded_float(digits: str) -> float:
+    if len(digits) > MAX_NUMBER_CHARS:
+        raise UnsafeJSONError(f"a number of {len(digits):,} digits (at most {MAX_NUMBER_CHARS})")
+    value = float(digits)
+    if not math.isfinite(value):
+        raise UnsafeJSONError(f"the number {digits} is not finite as a float")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise UnsafeJSONError(f"{name} is not a number JSON allows")
 
 
 def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -142,8 +226,10 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise InputFileError(f"--param needs KEY=VALUE, got {pair!r}")
         try:
-            value: Any = json.loads(raw)
+            value: Any = load_json(raw)
         except json.JSONDecodeError:
             value = raw
+        except UnsafeJSONError as exc:
+            raise InputFileError(f"--param {key.strip()}: {exc}") from None
         params[key.strip()] = value
     return params
