@@ -9,14 +9,15 @@ It runs inside the test's own event loop, on asyncio and trio alike.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import anyio.abc
+import anyio.from_thread
 
 _MAX_HEAD = 64 * 1024
 
@@ -141,3 +142,13 @@ async def hostile_server(handler: Handler) -> AsyncIterator[HostileServer]:
         tg.start_soon(listener.serve, connection)
         yield server
         tg.cancel_scope.cancel()
+
+
+@contextmanager
+def hostile_server_in_thread(handler: Handler) -> Iterator[HostileServer]:
+    """``hostile_server`` on an event loop of its own, for a client in another process."""
+    with (
+        anyio.from_thread.start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(hostile_server(handler)) as server,
+    ):
+        yield server

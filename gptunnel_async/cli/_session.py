@@ -29,6 +29,7 @@ from .._client import API_KEY_ENV
 from .._errors import APIConnectionError, APIStatusError, TaskFailedError, TaskTimeoutError
 from ..testing import offline_client
 from ..testing._offline import OFFLINE_TIME_SCALE
+from ._interrupt import run_interruptibly, watch_creates
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -97,6 +98,7 @@ async def open_client(
     (with ``limits`` shared with other processes through PostgreSQL)."""
     if settings.offline:
         async with offline_client(time_scale=settings.clock_scale or OFFLINE_TIME_SCALE) as client:
+            watch_creates(client)
             yield client
         return
     key = settings.require_key()
@@ -106,6 +108,7 @@ async def open_client(
         client = AsyncGPTunnel(key, base_url=settings.base_url, poll_policy=policy, limits=limits)
     except ConfigurationError as exc:
         raise CLIError(str(exc), exit_code=EXIT_USAGE) from None
+    watch_creates(client)  # Ctrl-C bounds its creates in flight
     async with client:
         yield client
 
@@ -115,7 +118,7 @@ def run(
 ) -> T:
     """Run ``fn`` in a fresh event loop; SDK errors become ``CLIError``, Ctrl-C exit 130."""
     try:
-        return anyio.run(fn, backend=settings.backend)
+        return anyio.run(run_interruptibly, fn, backend=settings.backend)
     except BaseException as exc:  # unwrap task-group exception groups to what happened
         leaves = list(_leaves(exc))
         if any(isinstance(e, KeyboardInterrupt) for e in leaves):
