@@ -10,17 +10,27 @@ reached it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gptunnel_async.catalog import PROMPT_MAX_LEN
 from gptunnel_async.cli import EXIT_ERROR, EXIT_USAGE
 from gptunnel_async.cli._app import cli
-from gptunnel_async.cli._inputs import MAX_LINE_CHARS, InputFileError, parse_params
+from gptunnel_async.cli._inputs import (
+    MAX_JSON_DEPTH,
+    MAX_LINE_CHARS,
+    InputFileError,
+    UnsafeJSONError,
+    load_json,
+    parse_params,
+)
 from gptunnel_async.testing import Emulator, EmulatorConfig, run_in_thread
 
 KEY = "test-input-files-key-0001"
@@ -183,3 +193,24 @@ def test_an_empty_csv_prompt_fails_its_row_not_the_batch(
     assert by_index[1]["ok"] is False and "prompt must not be empty" in str(by_index[1]["error"])
     assert by_index[0]["ok"] is True and by_index[2]["ok"] is True
     assert dict(emu.counters.creates_by_prompt) == {"a fox": 1, "an owl": 1}
+
+
+# -- the bounded JSON loader ------------------------------------------------------------------
+
+
+def test_nesting_up_to_the_limit_loads_and_one_more_level_is_refused() -> None:
+    assert load_json("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH) is not None
+    with pytest.raises(UnsafeJSONError, match="deeper"):
+        load_json("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1))
+
+
+def test_brackets_and_escaped_quotes_inside_strings_are_not_nesting() -> None:
+    prompt = '[[[{{{ \\" ]]] ' * 1_000
+    assert load_json(json.dumps({"prompt": prompt})) == {"prompt": prompt}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='[]{}"\\:,0123456789.eE-+ aNInfity', max_size=400))
+def test_any_text_loads_or_raises_a_value_error_naming_the_problem(text: str) -> None:
+    with contextlib.suppress(json.JSONDecodeError, UnsafeJSONError):  # nothing else escapes
+        load_json(text)

@@ -17,7 +17,7 @@ from .._images import ImageInput, image_to_url
 from .._response import parse_model
 from .._retry import RequestKind
 from .._validation import check_json_value, check_media_create, check_text
-from ..catalog import MODELS, SUNO_VERSIONS
+from ..catalog import MODELS, SUNO_VERSIONS, prompt_limit
 from ..types.account import GeneratedImage
 from ..types.media import MediaTask
 from ._base import TaskResource
@@ -33,7 +33,6 @@ GENERATE_PATH = "/v1/media/generate"
 GENERATE_SIZES = ("1K", "2K", "3K", "4K")
 #: ``/media/generate`` answers only when the image is ready: allow it this long to read.
 GENERATE_READ_TIMEOUT = 300.0
-SUNO_PROMPT_MAX = 400
 #: ``wait()`` gives up after this many seconds unless told otherwise (every wait is bounded).
 DEFAULT_WAIT_TIMEOUT = 3600.0
 
@@ -159,7 +158,7 @@ class MediaResource(TaskResource[MediaTask]):
         The finished task's ``result`` is a list of tracks (``SunoTrack.audio_url``), and
         ``urls`` lists every track. Wait for it with ``client.media.wait``.
         """
-        check_text("prompt", prompt, max_len=SUNO_PROMPT_MAX)
+        check_text("prompt", prompt, max_len=prompt_limit("suno"), whose=" for Suno")
         extra: dict[str, Any] = {}
         if version is not None:
             extra["version"] = check_suno_version(version)
