@@ -19,15 +19,28 @@ from __future__ import annotations
 import bisect
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, TypeGuard
 
+from .._logs import logger
 from ..catalog import PRIORS, DurationPrior, ModelKind, get_model, kind_of
 
 _BINS_PER_DECADE = 40
 _MIN_SECONDS = 0.05
 _MAX_SECONDS = 4 * 3600.0
 _N_BINS = math.ceil(math.log10(_MAX_SECONDS / _MIN_SECONDS) * _BINS_PER_DECADE)
+_UNSEEN = 0.5  # share of each finish spread over its bracket regardless of the estimate
+_REACH = 4.0  # ... over the bracket's top factor 4 (also how far below its first poll a probe goes)
+_FIRST_LOOK_MEMORY = 32.0  # tasks over which the share done at their first look is tracked
+_DRIFT_MEMORY = 0.97  # the drift test's sums age by this per finish (~30 tasks)
+_DRIFT_ALARM = 4.0  # ... and call a drift this many standard deviations off
+_DRIFT_MIN = 8.0  # ... and at least this many finishes off (a handful proves nothing)
+_DRIFT_SETTLE = 100  # ... only after this many finishes (from the start, and after each drift)
+_DRIFT_KEEP = 0.1  # ... on which the old records keep this weight
+_SURVIVAL_FLOOR = 0.01  # the test ignores looks past what the estimate has seen
+_FIRST_DONE_UNRESOLVED = 0.01  # above this share done at first look, the start may only fall
+_DONE_CALM, _DONE_ALARM = 0.3, 0.7  # that share: probes at the base rate below, at most above
 
 
 def _bin_of(seconds: float) -> int:
@@ -56,17 +69,27 @@ class DurationModel:
     __slots__ = (
         "_density",
         "_dirty",
+        "_drift",
         "_events",
         "_exposure",
         "_inc",
+        "_known_until",
         "_prior",
+        "_prior_kept",
         "_prior_survival",
         "_schedule",
+        "_settled_at",
+        "_survival",
         "decay",
+        "drifts",
+        "first_done",
+        "forget_on_drift",
         "observed",
         "prior_weight",
+        "probe_credit",
         "rebuild_every",
         "smoothing",
+        "unseen",
     )
 
     def __init__(
@@ -77,6 +100,8 @@ class DurationModel:
         decay: float = 0.998,
         smoothing: float = 2.0,
         rebuild_every: int = 16,
+        unseen: float = _UNSEEN,
+        forget_on_drift: bool = True,
     ) -> None:
         self._prior = _log_uniform(prior.low, prior.high)
         survival, self._prior_survival = 1.0, []
@@ -90,9 +115,19 @@ class DurationModel:
         self.decay = decay
         self.smoothing = smoothing
         self.observed = 0
+        self.first_done = 0.0  # share of recent first looks that found the task done
+        self.probe_credit = 0.0  # explore_rate summed over new tasks; a probe per whole unit
         self.rebuild_every = rebuild_every
+        self.unseen = unseen
         self._schedule: _Schedule | None = None
         self._density: list[float] | None = None  # the estimate the schedule was built from
+        self._survival = _survival_at_edges(self._prior)  # ... as S at each bin edge
+        self._known_until = _support_end(self._prior)  # ... and where it ends
+        self._drift = [0.0, 0.0, 0.0]  # drift test: observed, expected finishes, variance
+        self.forget_on_drift = forget_on_drift
+        self.drifts = 0  # how often a drift was detected (and old records forgotten)
+        self._prior_kept = 1.0  # the prior's weight left after drifts
+        self._settled_at = _DRIFT_SETTLE  # finishes seen before the drift test may fire
         self._dirty = 0
 
     def _expose(self, since: float, until: float, weight: float = 1.0) -> None:
@@ -112,7 +147,48 @@ class DurationModel:
     def running(self, since: float, elapsed: float) -> None:
         """A task last seen running at ``since`` s is still running at ``elapsed`` s."""
         if math.isfinite(elapsed) and elapsed > since:
+            if since <= 0:
+                self._first_look(done=False)
+            self._test(since, elapsed, 0.0)
             self._expose(max(since, 0.0), elapsed)
+
+    def _test(self, since: float, until: float, finished: float) -> None:
+        """Score one look against the estimate: did the task finish in ``(since, until]``
+        as often as the estimate says? (A one-sample log-rank test, censoring-aware.)
+
+        Observed minus expected finishes, summed over recent looks, is a zero-mean walk while
+        the estimate is right, however many tasks are in flight and whichever finish first.
+        Far off zero, the model has drifted (faster if positive, slower if negative): the old
+        records then say the wrong thing — hours of "nothing finishes before 60 s" would
+        drown the first few finishes at 20 s — so most of them are forgotten at once.
+        """
+        survival = self._survival
+        s0 = _interpolate(survival, since)
+        if s0 < _SURVIVAL_FLOOR or until > self._known_until:
+            return  # past the last finish the estimate has seen, it predicts nothing
+        q = min(max(1.0 - _interpolate(survival, until) / s0, 0.0), 1.0)
+        o, e, v = self._drift
+        self._drift = [o + finished, e + q, v + q * (1.0 - q)]
+
+    def _follow_drift(self) -> None:
+        """After each finish: age the test's sums, and forget most records on an alarm."""
+        o, e, v = (x * _DRIFT_MEMORY for x in self._drift)
+        self._drift = [o, e, v]
+        off = abs(o - e)
+        # not while the estimate is still being learned (cold, or just after a drift): it
+        # lags the finishes at its frontier then, and the test would cry drift at every step
+        settled = self.observed >= self._settled_at
+        if self.forget_on_drift and settled and off > max(_DRIFT_MIN, _DRIFT_ALARM * math.sqrt(v)):
+            self._settled_at = self.observed + _DRIFT_SETTLE
+            self._inc /= _DRIFT_KEEP  # the new records count 1/_DRIFT_KEEP times the old
+            self._prior_kept *= _DRIFT_KEEP
+            self._drift = [0.0, 0.0, 0.0]
+            self._dirty = self.rebuild_every
+            self.drifts += 1
+
+    def _first_look(self, *, done: bool) -> None:
+        """Track the share of first looks (probes included) that found the task done."""
+        self.first_done += ((1.0 if done else 0.0) - self.first_done) / _FIRST_LOOK_MEMORY
 
     def finished(self, lower: float, upper: float) -> None:
         """A task last seen running at ``lower`` s was seen done at ``upper`` s.
@@ -126,44 +202,87 @@ class DurationModel:
         if not (math.isfinite(upper) and upper > 0):
             return
         lower = min(max(lower, 0.0), upper)
+        if lower <= 0:
+            self._first_look(done=True)
+        self._test(lower, upper, 1.0)
+        self._follow_drift()
         self._inc /= self.decay
         if self._inc > 1e12:  # rescale now and then; the ratios are what matter
             self._events = [c / self._inc for c in self._events]
             self._exposure = [c / self._inc for c in self._exposure]
             self._inc = 1.0
-        shares = self._shares(lower, upper)
-        if shares is None:  # the estimate gives the bracket no chance: trust the bracket alone
-            estimate = upper * 0.7 if lower <= 0 else (lower + upper) / 2
-            self._expose(lower, estimate)
-            self._events[_bin_of(estimate)] += self._inc
-        else:
-            first, weights = shares
-            alive = 1.0  # P(still running where the bracket enters this bin | the bracket)
-            for k, weight in enumerate(weights):
-                i = first + k
-                # at risk through the bracket's part of the bin, less half the part for those
-                # finishing in it (uniform within a bin)
-                self._expose(max(lower, _EDGES[i]), min(upper, _EDGES[i + 1]), alive - weight / 2)
-                self._events[i] += self._inc * weight
-                alive -= weight
+        first, weights = self._shares(lower, upper)
+        alive = 1.0  # P(still running where the bracket enters this bin | the bracket)
+        for k, weight in enumerate(weights):
+            i = first + k
+            # at risk through the bracket's part of the bin, less half the part for those
+            # finishing in it (uniform within a bin)
+            self._expose(max(lower, _EDGES[i]), min(upper, _EDGES[i + 1]), alive - weight / 2)
+            self._events[i] += self._inc * weight
+            alive -= weight
         self.observed += 1
         self._dirty += 1
 
-    def _shares(self, lower: float, upper: float) -> tuple[int, list[float]] | None:
-        """The current estimate's split of ``(lower, upper]`` over bins: (first bin, weights)."""
+    def _shares(self, lower: float, upper: float) -> tuple[int, list[float]]:
+        """How one finish in ``(lower, upper]`` is split over bins: (first bin, weights).
+
+        Mostly in proportion to the current estimate; a share ``_UNSEEN`` (all of it where
+        the estimate gives the bracket no chance) log-uniformly over the bracket's top
+        ``_REACH`` factor instead. Without that share an estimate could never grow mass
+        where it has none: a model faster than its prior, whose tasks are all done at their
+        first poll, would pile every finish just below that poll, and the first poll would
+        never move earlier. With it, mass creeps below what was believed possible only as
+        fast as finishes there are actually seen.
+        """
         density = self._density if self._density is not None else self._prior
-        first, last = _bin_of(lower), _bin_of(upper)
+        floor_low = max(lower, upper / _reach(self.first_done))
+        first, last = _bin_of(min(lower, floor_low)), _bin_of(upper)
         if first == last:
-            return (first, [1.0]) if density[first] > 0 else None
-        weights = []
+            return first, [1.0]
+        estimate, floor = [], []
+        log_span = math.log(upper / floor_low) if upper > floor_low else 0.0
         for i in range(first, last + 1):
             lo, hi = _EDGES[i], _EDGES[i + 1]
             overlap = (min(upper, hi) - max(lower, lo)) / (hi - lo)
-            weights.append(density[i] * max(overlap, 0.0))
-        total = sum(weights)
+            estimate.append(density[i] * max(overlap, 0.0))
+            a, b = max(lo, floor_low), min(hi, upper)
+            floor.append(math.log(b / a) / log_span if log_span > 0 and b > a else 0.0)
+        if log_span <= 0:
+            floor[-1] = 1.0
+        total = sum(estimate)
         if total <= 0:
-            return None
-        return first, [w / total for w in weights]
+            return first, floor
+        unseen = self.unseen * _surprise(self.first_done)
+        return first, [
+            (1 - unseen) * e / total + unseen * f for e, f in zip(estimate, floor, strict=True)
+        ]
+
+    def export(self) -> dict[str, Any]:
+        """What was learned, as plain JSON-able values (records in units of one task)."""
+        scale = 1.0 / self._inc
+        bins = [
+            [i, _sig(e * scale), _sig(x * scale)]
+            for i, (e, x) in enumerate(zip(self._events, self._exposure, strict=True))
+            if e * scale > 1e-9 or x * scale > 1e-9
+        ]
+        return {
+            "observed": self.observed,
+            "first_done": _sig(self.first_done),
+            "prior_kept": _sig(self._prior_kept),
+            "bins": bins,
+        }
+
+    def restore(self, learned: _Learned) -> None:
+        """Take over a checked export (see ``_check_model``); the schedule is rebuilt."""
+        self._events, self._exposure = list(learned.events), list(learned.exposure)
+        self._inc = 1.0
+        self.observed = learned.observed
+        self.first_done = learned.first_done
+        self._prior_kept = learned.prior_kept
+        self._settled_at = self.observed + _DRIFT_SETTLE
+        self._drift = [0.0, 0.0, 0.0]
+        self._schedule = self._density = None
+        self._dirty = 0
 
     def counts(self, *, smoothed: bool = True) -> tuple[list[float], float]:
         """The duration density per bin (summing to ≤ 1) implied by the learned rates.
@@ -173,8 +292,11 @@ class DurationModel:
         tasks are too few to take a rate from raw. Quantiles use the raw estimate.
         """
         scale = 1.0 / self._inc
-        n = sum(self._events) * scale
-        w = self.prior_weight * self.prior_weight / (self.prior_weight + n)
+        # the prior fades with every finish ever seen, not with the records kept: what was
+        # forgotten on a drift was this model's own history, and the kind's guess is no better
+        # (and a drift ages it like any old record: else the forgotten evidence against it —
+        # hours of "nothing finished here" — would hand the kind's guess back its full weight)
+        w = self.prior_weight**2 / (self.prior_weight + self.observed) * self._prior_kept
         events, exposure = self._events, self._exposure
         if smoothed and self.smoothing > 0:
             support = _support(events)
@@ -195,20 +317,37 @@ class DurationModel:
         return _quantile(*self.counts(smoothed=False), q)
 
     def schedule(
-        self, target_delay: float, *, first_quantile: float, min_gap: float, max_gap: float
+        self,
+        target_delay: float,
+        *,
+        first_quantile: float,
+        min_gap: float,
+        max_gap: float,
+        naive_gap: float = 1.0,
     ) -> _Schedule:
-        """The poll times for this distribution, cached until enough new data arrived."""
+        """The poll times for this distribution, cached until enough new data arrived.
+
+        Never more polls (by the estimate) than a naive loop polling every ``naive_gap``.
+        """
         sched = self._schedule
         if (
             sched is None
-            or sched.key != (target_delay, min_gap, max_gap)
+            or sched.key != (target_delay, min_gap, max_gap, naive_gap)
             or self._dirty >= min(self.rebuild_every, max(self.observed, 1))
         ):
             counts, _ = self.counts()
             self._density = counts
+            self._survival = _survival_at_edges(counts)
+            self._known_until = _support_end(counts)
             start = self.quantile(first_quantile)
+            if sched is not None and self.first_done > _FIRST_DONE_UNRESOLVED:
+                # Some tasks are done at their first look, and where below it they finished
+                # is unknown: the estimate piles them just under it, so its low quantile sits
+                # inside that pile and would ratchet the first poll later at every rebuild.
+                # Only a first look that finds nothing done lets the start move up.
+                start = min(start, sched.start)
             guess = sched.scale if sched is not None else 1.0
-            sched = _Schedule.build(counts, target_delay, start, min_gap, max_gap, guess)
+            sched = _Schedule.build(counts, target_delay, start, min_gap, max_gap, guess, naive_gap)
             self._schedule = sched
             self._dirty = 0
         return sched
@@ -232,11 +371,13 @@ class _Schedule:
     histogram's CDF and first moment, density uniform within a bin) equals ``target_delay``.
     """
 
-    key: tuple[float, float, float]  # (target_delay, min_gap, max_gap)
+    key: tuple[float, float, float, float]  # (target_delay, min_gap, max_gap, naive_gap)
     times: tuple[float, ...]
     expected_delay: float
     expected_polls: float
     scale: float = 1.0  # the calibrated c, a good first guess for the next build
+    open_gap: float | None = None  # a table cut short goes on every open_gap s
+    start: float = 0.0  # the earliest plausible finish it was built for
 
     @staticmethod
     def build(
@@ -246,6 +387,7 @@ class _Schedule:
         min_gap: float,
         max_gap: float,
         guess: float = 1.0,
+        naive_gap: float = 1.0,
     ) -> _Schedule:
         norm = sum(counts) or 1.0
         probs = [c / norm for c in counts]
@@ -266,15 +408,25 @@ class _Schedule:
             survival -= p
         end = _EDGES[last]
         first_bin = _bin_of(start)
+        lo_s, hi_s = _EDGES[first_bin], _EDGES[first_bin + 1]
+        p_s = probs[first_bin]
+        f_start = cdf[first_bin] + p_s * (start - lo_s) / (hi_s - lo_s)
+        m_start = moment[first_bin] + p_s * (start * start - lo_s * lo_s) / (2 * (hi_s - lo_s))
 
         def walk(scale: float, lead: float, times: list[float] | None) -> tuple[float, float]:
             """(mean polls, mean delay) of a task polled at the times ``scale`` and ``lead``
             give (collected into ``times`` if given): one pass, F and ∫s·f(s)ds under a
             density uniform within each bin."""
             i = first_bin
-            g = scale * inv_sqrt_h[i]
-            t = max(start + lead * min(max(g if g > 0 else max_gap, min_gap), max_gap), min_gap)
-            prev_f = prev_m = polls = delay = 0.0
+            g = min(max(scale * inv_sqrt_h[i] or max_gap, min_gap), max_gap)
+            t = max(start + lead * g, min_gap)
+            # delay is counted for the tasks finishing after ``start`` only: what finishes
+            # before it (a stale tail of the prior, at most ``first_quantile``) is not chased
+            # here — that is the exploration's job — and would otherwise inflate the delay of
+            # every table and squeeze its gaps to nothing
+            prev_f, prev_m = f_start, m_start
+            polls = f_start
+            delay = 0.0
             for _ in range(_MAX_POLLS_PER_SCHEDULE):
                 while i < last and t >= _EDGES[i + 1]:
                     i += 1
@@ -292,9 +444,16 @@ class _Schedule:
                     times.append(t)
                 if t >= end:
                     break
-                g = scale * inv_sqrt_h[i]
-                t += min(max(g if g > 0 else max_gap, min_gap), max_gap)
-            return polls, delay
+                g = min(max(scale * inv_sqrt_h[i] or max_gap, min_gap), max_gap)
+                t += g
+            else:  # table cut short: the rest is polled every g (``open_gap``), counted so
+                # (leaving it out would make a tighter, longer table look cheaper than it is)
+                rest = 1.0 - prev_f
+                polls += ((moment[last] - prev_m) - t * rest) / g
+                delay += rest * g / 2
+                if times is not None:
+                    times.append(-g)  # marks the open end: every g after the last time
+            return polls, delay / max(1.0 - f_start, 1e-9)
 
         def calibrated(lead: float) -> tuple[float, float, float]:
             """(c, polls, delay) for the widest spacing whose delay is within the target."""
@@ -316,8 +475,16 @@ class _Schedule:
         )
         times: list[float] = []
         walk(scale, lead, times)
-        key = (target_delay, min_gap, max_gap)
-        return _Schedule(key, tuple(times), delay, polls, scale)
+        open_gap = -times.pop() if times[-1] < 0 else None
+        naive = _naive_polls(probs, naive_gap)
+        if polls > naive:  # the naive loop's grid is cheaper (and quicker) here: use it
+            k0 = max(math.ceil(start / naive_gap), 1)  # (no grid point before the start)
+            k1 = min(math.ceil(end / naive_gap), k0 + _MAX_POLLS_PER_SCHEDULE)
+            times = [k * naive_gap for k in range(k0, k1 + 1)]
+            open_gap = naive_gap if end > times[-1] else None
+            polls, delay = naive, naive_gap / 2
+        key = (target_delay, min_gap, max_gap, naive_gap)
+        return _Schedule(key, tuple(times), delay, polls, scale, open_gap, start)
 
     @property
     def first_poll(self) -> float:
@@ -343,7 +510,55 @@ class _Schedule:
             gap = times[i] - times[i - 1] if i > 0 else self.first_gap
             if times[i] - elapsed < gap / 2:
                 i += 1
-        return times[i] if i < len(times) else None
+        if i < len(times):
+            return times[i]
+        if self.open_gap is not None:
+            return elapsed + self.open_gap
+        return None
+
+
+def _surprise(first_done: float) -> float:
+    """0 while few first looks find the task done (as a schedule that starts at the earliest
+    plausible finish expects), rising to 1 when most do (the schedule starts too late)."""
+    return min(max((first_done - _DONE_CALM) / (_DONE_ALARM - _DONE_CALM), 0.0), 1.0)
+
+
+def _survival_at_edges(probs: list[float]) -> list[float]:
+    out, survival = [1.0], 1.0
+    for p in probs:
+        survival = max(survival - p, 0.0)
+        out.append(survival)
+    return out
+
+
+def _support_end(probs: list[float]) -> float:
+    last = max((i for i, p in enumerate(probs) if p > 1e-12), default=len(probs) - 1)
+    return _EDGES[last + 1]
+
+
+def _interpolate(at_edges: list[float], seconds: float) -> float:
+    """A per-edge curve at ``seconds`` (linear within a bin)."""
+    if seconds <= _MIN_SECONDS:
+        return at_edges[0]
+    i = _bin_of(seconds)
+    lo, hi = _EDGES[i], _EDGES[i + 1]
+    return at_edges[i] + (at_edges[i + 1] - at_edges[i]) * min((seconds - lo) / (hi - lo), 1.0)
+
+
+def _reach(first_done: float) -> float:
+    """How far below a first poll to look: a factor 4, up to 4³ when most first looks are
+    too late (a model 10x faster than its prior is found in two steps, not five)."""
+    return float(_REACH ** (1 + 2 * _surprise(first_done)))
+
+
+def _naive_polls(probs: list[float], gap: float) -> float:
+    """E[ceil(T/gap)]: what a drift-free ``sleep(gap); poll`` loop costs per task."""
+    total = 0.0
+    for i, p in enumerate(probs):
+        if p > 0:
+            lo, hi = _EDGES[i], _EDGES[i + 1]
+            total += p * max((lo + hi) / 2 / gap + 0.5, 1.0)  # ≈ E[T/gap] + ½ within a bin
+    return total
 
 
 def _log_uniform(low: float, high: float) -> list[float]:
@@ -461,6 +676,8 @@ class AdaptivePolicy:
     priors: dict[ModelKind, DurationPrior] = field(default_factory=lambda: dict(PRIORS))
     rng: random.Random = field(default_factory=random.Random, repr=False)
     clock_scale: float = 1.0
+    explore: float = 0.03
+    explore_max: float = 0.5
     _models: dict[str, DurationModel] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -470,6 +687,8 @@ class AdaptivePolicy:
             raise ValueError("jitter must be in [0, 1)")
         if not 0 < self.min_interval <= self.max_interval:
             raise ValueError("need 0 < min_interval <= max_interval")
+        if not 0 <= self.explore <= self.explore_max <= 1:
+            raise ValueError("need 0 <= explore <= explore_max <= 1")
 
     def model_stats(self, model: str | None) -> DurationModel:
         """The learned distribution of one model id (created from its kind's prior)."""
@@ -479,7 +698,8 @@ class AdaptivePolicy:
             prior = self.priors[_kind(key)]
             scale = self.clock_scale
             scaled = DurationPrior(prior.low / scale, prior.median / scale, prior.high / scale)
-            stats = DurationModel(scaled, prior_weight=self.prior_weight)
+            unseen = _UNSEEN if self.explore > 0 else 0.0
+            stats = DurationModel(scaled, prior_weight=self.prior_weight, unseen=unseen)
             self._models[key] = stats
         return stats
 
@@ -499,6 +719,7 @@ class AdaptivePolicy:
             min_gap=self.min_interval / self.clock_scale,
             max_gap=min(self.max_gap.get(kind, self.max_interval), self.max_interval)
             / self.clock_scale,
+            naive_gap=1.0 / self.clock_scale,
         )
 
     def first_delay(self, model: str | None, hint: TaskHint) -> float:
@@ -506,7 +727,25 @@ class AdaptivePolicy:
         # jitter in units of the first gap (not of the whole first delay): enough to spread
         # tasks created together, without moving the first poll off its optimum by seconds
         first = sched.first_poll + self._wobble(sched.first_gap)
+        stats = self.model_stats(model)
+        stats.probe_credit += self.explore_rate(model) if self.explore > 0 else 0.0
+        if stats.probe_credit >= 1.0 - 1e-9:  # every 1/rate-th task, evenly (not by a coin toss)
+            stats.probe_credit -= 1.0
+            first /= _reach(stats.first_done) ** self.rng.random()  # log-uniformly earlier
         return max(first, self.min_interval / self.clock_scale)
+
+    def explore_rate(self, model: str | None) -> float:
+        """The share of new tasks whose first poll is a probe below the schedule's first poll.
+
+        ``explore`` always: the cost of finding out, when the prior is right, that nothing
+        finishes earlier (one request per probe). Up to ``explore_max`` when many first looks
+        find the task already done: the schedule starts too late, and the probes (which count
+        as first looks too) find out how much; once they come back "running", the rate falls.
+        """
+        if self.schedule_for(model).first_poll <= 2 * self._target(model):
+            return 0.0  # done by the first poll, a task waited ≲ the target anyway
+        surprise = _surprise(self.model_stats(model).first_done)
+        return self.explore + (self.explore_max - self.explore) * surprise
 
     def next_delay(self, model: str | None, elapsed: float, polls: int, hint: TaskHint) -> float:
         lo = self.min_interval / self.clock_scale
@@ -529,6 +768,37 @@ class AdaptivePolicy:
 
     def observe_running(self, model: str | None, since: float, elapsed: float) -> None:
         self.model_stats(model).running(since, elapsed)
+
+    def export_state(self) -> dict[str, Any]:
+        """What this policy learned, per model: small, versioned, plain JSON.
+
+        A long-running service or a CLI batch saves it and hands it to ``restore_state`` on
+        the next start, so a restart does not begin from the catalogue's guesses again.
+        """
+        return {
+            "format": STATE_FORMAT,
+            "version": STATE_VERSION,
+            "clock_scale": self.clock_scale,
+            "bins": {"per_decade": _BINS_PER_DECADE, "min_seconds": _MIN_SECONDS, "n": _N_BINS},
+            "models": {k: m.export() for k, m in sorted(self._models.items()) if m.observed},
+        }
+
+    def restore_state(self, state: object) -> bool:
+        """Take over what ``export_state`` gave (another process's, or an earlier run's).
+
+        Anything else — corrupt, another format or version, another ``clock_scale`` (an
+        emulator's compressed seconds are not real ones) — is ignored with a warning: a
+        policy that starts cold is a slower start, never a reason to fail. All or nothing:
+        a state with one bad model restores none.
+        """
+        try:
+            learned = _check_state(state, self.clock_scale)
+        except _NotAState as exc:
+            logger.warning("poll state ignored (%s): starting from the catalogue's priors", exc)
+            return False
+        for key, model in learned.items():
+            self.model_stats(key).restore(model)
+        return True
 
 
 def follow_emulator_clock(policy: PollPolicy, announced: str) -> None:
@@ -581,3 +851,83 @@ class FixedIntervalPolicy:
 
     def observe_running(self, model: str | None, since: float, elapsed: float) -> None:
         return None
+
+
+STATE_FORMAT = "gptunnel-async/poll-state"
+STATE_VERSION = 1
+
+
+class _NotAState(ValueError):
+    """What ``restore_state`` was given is not a state it can take (the message says why)."""
+
+
+@dataclass(frozen=True)
+class _Learned:
+    """One model's records from a state, checked."""
+
+    observed: int
+    first_done: float
+    prior_kept: float
+    events: tuple[float, ...]
+    exposure: tuple[float, ...]
+
+
+def _check_state(state: object, clock_scale: float) -> dict[str, _Learned]:
+    """The models of an exported state, or ``_NotAState`` saying why it is not one."""
+    if not isinstance(state, Mapping):
+        raise _NotAState("not a JSON object")
+    if state.get("format") != STATE_FORMAT:
+        raise _NotAState(f"format is not {STATE_FORMAT!r}")
+    if state.get("version") != STATE_VERSION:
+        raise _NotAState(f"version {state.get('version')!r}, this SDK reads {STATE_VERSION}")
+    layout = {"per_decade": _BINS_PER_DECADE, "min_seconds": _MIN_SECONDS, "n": _N_BINS}
+    if state.get("bins") != layout:
+        raise _NotAState("another histogram layout")
+    scale = state.get("clock_scale")
+    if not _number(scale) or not math.isclose(scale, clock_scale, rel_tol=1e-9):
+        raise _NotAState(f"clock_scale {scale!r}, this policy runs at {clock_scale!r}")
+    models = state.get("models")
+    if not isinstance(models, Mapping):
+        raise _NotAState("no models")
+    out = {}
+    for key, model in models.items():
+        if not isinstance(key, str) or not key or len(key) > 200:
+            raise _NotAState("a model id that is not a short string")
+        out[key] = _check_model(key, model)
+    return out
+
+
+def _check_model(key: str, model: object) -> _Learned:
+    if not isinstance(model, Mapping):
+        raise _NotAState(f"model {key!r}: not an object")
+    observed, first_done = model.get("observed"), model.get("first_done")
+    prior_kept = model.get("prior_kept")
+    if not (isinstance(observed, int) and not isinstance(observed, bool) and observed >= 0):
+        raise _NotAState(f"model {key!r}: observed is not a count")
+    if not (_number(first_done) and 0 <= first_done <= 1):
+        raise _NotAState(f"model {key!r}: first_done is not a share")
+    if not (_number(prior_kept) and 0 <= prior_kept <= 1):
+        raise _NotAState(f"model {key!r}: prior_kept is not a share")
+    events, exposure = [0.0] * _N_BINS, [0.0] * _N_BINS
+    bins = model.get("bins")
+    if not isinstance(bins, list):
+        raise _NotAState(f"model {key!r}: bins is not a list")
+    for row in bins:
+        if not (isinstance(row, list) and len(row) == 3):
+            raise _NotAState(f"model {key!r}: a bin is not [index, events, exposure]")
+        i, e, x = row
+        if not (isinstance(i, int) and not isinstance(i, bool) and 0 <= i < _N_BINS):
+            raise _NotAState(f"model {key!r}: bin index out of range")
+        if not (_number(e) and _number(x) and 0 <= e <= 1e12 and 0 <= x <= 1e12):
+            raise _NotAState(f"model {key!r}: bin {i} holds no finite count")
+        events[i], exposure[i] = float(e), float(x)
+    return _Learned(observed, float(first_done), float(prior_kept), tuple(events), tuple(exposure))
+
+
+def _number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _sig(value: float) -> float:
+    """``value`` to 6 significant digits: the state stays small and its JSON readable."""
+    return float(f"{value:.6g}")

@@ -1,0 +1,240 @@
+"""The default poll schedule learns any model's durations, follows drift, and keeps what it
+learned across a restart. Simulated through the policy's own protocol (no I/O, no clock):
+every figure here is deterministic for its seed."""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+from gptunnel_async import AdaptivePolicy
+from gptunnel_async._polling.policy import TaskHint, report_running
+from gptunnel_async.poll_state import load_poll_state, save_poll_state
+
+VIDEO = "glabs-veo-3"  # prior: 60-300 s
+IMAGE = "flux-dev"  # prior: 5-60 s
+HINT = TaskHint()
+
+
+def batch(policy: AdaptivePolicy, model: str, durations: list[float]) -> tuple[float, float]:
+    """(polls per task, mean detection delay): every task created at 0, all in flight, driven
+    exactly as the poller drives the policy."""
+    heap = [(policy.first_delay(model, HINT), i, 0.0, 1) for i in range(len(durations))]
+    heapq.heapify(heap)
+    polls, delays = 0, []
+    while heap:
+        now, i, last, n = heapq.heappop(heap)
+        polls += 1
+        if now >= durations[i]:
+            policy.observe(model, last, now)
+            delays.append(now - durations[i])
+        else:
+            report_running(policy, model, last, now)
+            heapq.heappush(heap, (now + policy.next_delay(model, now, n, HINT), i, now, n + 1))
+    return polls / len(durations), sum(delays) / len(delays)
+
+
+def log_uniform(rng: random.Random, lo: float, hi: float, n: int = 100) -> list[float]:
+    return [math.exp(rng.uniform(math.log(lo), math.log(hi))) for _ in range(n)]
+
+
+def naive_polls(durations: list[float]) -> float:
+    return sum(max(1, math.ceil(d)) for d in durations) / len(durations)
+
+
+def test_a_model_much_faster_than_its_prior_is_learned() -> None:
+    """Videos that take 10-30 s against a 60-300 s prior: every task is done at its first poll
+    at first, and the first poll used never to move earlier (45 s late in every batch)."""
+    policy = AdaptivePolicy(rng=random.Random(1))
+    rng = random.Random(2)
+    target = policy.target_delay["video"]
+    results = [batch(policy, VIDEO, log_uniform(rng, 10, 30)) for _ in range(3)]
+    first_delay = results[0][1]
+    assert first_delay > 10 * target  # the prior was wrong: batch 1 pays for it
+    durations = log_uniform(rng, 10, 30)
+    polls, delay = batch(policy, VIDEO, durations)
+    assert delay <= 1.25 * target
+    assert polls <= naive_polls(durations)
+    assert policy.schedule_for(VIDEO).first_poll < 20
+
+
+def test_sub_second_tasks_never_cost_more_than_the_naive_loop() -> None:
+    policy = AdaptivePolicy(rng=random.Random(3))
+    rng = random.Random(4)
+    for _ in range(3):
+        durations = log_uniform(rng, 0.3, 0.9)
+        polls, delay = batch(policy, IMAGE, durations)
+    assert polls <= naive_polls(durations)  # = 1 poll per task
+    assert delay <= 1.25 * policy.target_delay["image"]
+
+
+@pytest.mark.parametrize("factor", [1 / 3, 3.0])
+def test_a_drift_either_way_is_followed_within_200_tasks(factor: float) -> None:
+    policy = AdaptivePolicy(rng=random.Random(5))
+    rng = random.Random(6)
+    for _ in range(3):
+        batch(policy, IMAGE, log_uniform(rng, 5, 60))
+    lo, hi = 5 * factor, 60 * factor
+    batch(policy, IMAGE, log_uniform(rng, lo, hi))
+    batch(policy, IMAGE, log_uniform(rng, lo, hi))
+    durations = log_uniform(rng, lo, hi)  # tasks 201-300 after the change
+    polls, delay = batch(policy, IMAGE, durations)
+    assert delay <= 1.25 * policy.target_delay["image"]
+    assert polls <= naive_polls(durations)
+
+
+def test_a_drift_is_detected_and_old_records_forgotten() -> None:
+    policy = AdaptivePolicy(rng=random.Random(7))
+    rng = random.Random(8)
+    for _ in range(3):
+        batch(policy, VIDEO, log_uniform(rng, 60, 300))
+    stats = policy.model_stats(VIDEO)
+    steady = stats.drifts
+    batch(policy, VIDEO, log_uniform(rng, 60, 300))
+    assert stats.drifts == steady  # no false alarm on the same distribution
+    batch(policy, VIDEO, log_uniform(rng, 20, 100))
+    assert stats.drifts > steady
+
+
+def test_exploration_costs_little_when_the_prior_is_right() -> None:
+    rng = random.Random(9)
+    batches = [log_uniform(rng, 60, 300) for _ in range(6)]
+    off_policy = AdaptivePolicy(rng=random.Random(1), explore=0.0)
+    on_policy = AdaptivePolicy(rng=random.Random(1))
+    off = [batch(off_policy, VIDEO, durations) for durations in batches]
+    on = [batch(on_policy, VIDEO, durations) for durations in batches]
+    polls_off, polls_on = (sum(p for p, _ in runs) / len(runs) for runs in (off, on))
+    assert polls_on <= polls_off * 1.02
+    assert sum(d for _, d in on) / len(on) <= 3.0
+    assert sum(naive_polls(b) for b in batches) / len(batches) / polls_on >= 9.0
+
+
+def test_probes_come_below_the_first_poll_and_only_at_the_exploration_rate() -> None:
+    policy = AdaptivePolicy(rng=random.Random(10), jitter=0.0, explore=0.1)
+    first = policy.schedule_for(VIDEO).first_poll
+    delays = [policy.first_delay(VIDEO, HINT) for _ in range(100)]
+    probes = [d for d in delays if d < first]
+    assert len(probes) == 10  # every 10th task, not a coin toss
+    assert all(first / 4 <= d < first for d in probes)
+    assert AdaptivePolicy(explore=0.0).explore_rate(VIDEO) == 0.0
+
+
+def learned_policy(seed: int = 11) -> AdaptivePolicy:
+    policy = AdaptivePolicy(rng=random.Random(seed))
+    rng = random.Random(seed + 1)
+    for _ in range(2):
+        batch(policy, VIDEO, log_uniform(rng, 15, 40))
+        batch(policy, IMAGE, log_uniform(rng, 2, 8))
+    return policy
+
+
+def test_export_and_restore_round_trip_through_json() -> None:
+    policy = learned_policy()
+    state = json.loads(json.dumps(policy.export_state()))
+    assert state["version"] == 1 and set(state["models"]) == {VIDEO, IMAGE}
+    assert len(json.dumps(state)) < 20_000  # small: a few KB per model
+    fresh = AdaptivePolicy()
+    assert fresh.restore_state(state) is True
+    assert fresh.export_state() == state
+    for model in (VIDEO, IMAGE):
+        restored, learned = fresh.schedule_for(model), policy.schedule_for(model)
+        assert restored.first_poll == pytest.approx(learned.first_poll, rel=0.05)
+        assert restored.first_poll < AdaptivePolicy().schedule_for(model).first_poll
+
+
+def test_a_restored_policy_starts_warm() -> None:
+    """What the restart is for: the first batch after it is already on target."""
+    state = learned_policy().export_state()
+    warm, cold = AdaptivePolicy(rng=random.Random(1)), AdaptivePolicy(rng=random.Random(1))
+    warm.restore_state(state)
+    durations = log_uniform(random.Random(12), 15, 40)
+    _, warm_delay = batch(warm, VIDEO, durations)
+    _, cold_delay = batch(cold, VIDEO, durations)
+    assert warm_delay <= 1.25 * warm.target_delay["video"] < cold_delay
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda s: "not a state",
+        lambda s: None,
+        lambda s: {**s, "format": "something-else"},
+        lambda s: {**s, "version": 99},
+        lambda s: {**s, "clock_scale": 20.0},
+        lambda s: {**s, "bins": {**s["bins"], "per_decade": 10}},
+        lambda s: {**s, "models": []},
+        lambda s: {**s, "models": {VIDEO: {**s["models"][VIDEO], "observed": -1}}},
+        lambda s: {**s, "models": {VIDEO: {**s["models"][VIDEO], "first_done": "x"}}},
+        lambda s: {**s, "models": {VIDEO: {**s["models"][VIDEO], "bins": [[10_000, 1, 1]]}}},
+        lambda s: {**s, "models": {VIDEO: {**s["models"][VIDEO], "bins": [[3, float("nan"), 1]]}}},
+        lambda s: {**s, "models": {VIDEO: {**s["models"][VIDEO], "bins": [[3, 1]]}}},
+        lambda s: {**s, "models": {IMAGE: s["models"][IMAGE], VIDEO: 7}},
+    ],
+)
+def test_a_corrupt_or_foreign_state_is_ignored_with_a_warning(
+    mangle: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = learned_policy().export_state()
+    policy = AdaptivePolicy()
+    before = policy.schedule_for(IMAGE).times
+    with caplog.at_level(logging.WARNING, logger="gptunnel_async"):
+        assert policy.restore_state(mangle(state)) is False  # type: ignore[operator]
+    assert "poll state ignored" in caplog.text
+    assert policy.export_state()["models"] == {}  # all or nothing: not even the good model
+    assert policy.schedule_for(IMAGE).times == before
+
+
+def test_state_file_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    policy = learned_policy()
+    assert save_poll_state(policy, path) is True
+    fresh = AdaptivePolicy()
+    assert load_poll_state(fresh, path) is True
+    assert fresh.export_state() == json.loads(path.read_text())
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temporary left over
+
+
+@pytest.mark.parametrize(
+    "content", [b"{not json", b"\xff\xfe\x00garbage", b"[]", b'{"format": "x"}', b"", b" " * 2**21]
+)
+def test_a_corrupt_state_file_is_ignored_with_a_warning(
+    tmp_path: Path, content: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "state.json"
+    path.write_bytes(content)
+    policy = AdaptivePolicy()
+    with caplog.at_level(logging.WARNING, logger="gptunnel_async"):
+        assert load_poll_state(policy, path) is False
+    assert "poll state" in caplog.text and "ignored" in caplog.text
+    assert policy.export_state()["models"] == {}
+
+
+def test_a_missing_state_file_is_a_first_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="gptunnel_async"):
+        assert load_poll_state(AdaptivePolicy(), tmp_path / "none.json") is False
+    assert caplog.text == ""
+
+
+def test_policies_without_state_are_skipped(tmp_path: Path) -> None:
+    from gptunnel_async.poller import FixedIntervalPolicy
+
+    path = tmp_path / "state.json"
+    assert save_poll_state(FixedIntervalPolicy(), path) is False
+    assert not path.exists()
+    assert load_poll_state(FixedIntervalPolicy(), path) is False
+
+
+def test_an_unwritable_state_file_is_logged_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="gptunnel_async"):
+        assert save_poll_state(learned_policy(), tmp_path / "missing-dir" / "s.json") is False
+    assert "not saved" in caplog.text
