@@ -19,12 +19,14 @@ from typing import IO, Any
 import anyio
 
 from .. import AsyncGPTunnel
+from ..poll_state import load_poll_state, save_poll_state
 from ..poller import BatchResult, BatchRun, PollerOptions, generate_many
 from ._inputs import Defaults, Format, read_requests
 from ._output import BatchProgress
 from ._session import describe
 
 JOURNAL_NAME = ".gptunnel-journal.sqlite"
+POLL_STATE_NAME = ".gptunnel-poll-state.json"  # beside the journal: what the schedule learned
 MANIFEST_NAME = "manifest.jsonl"
 _REFRESH_SECONDS = 0.25
 
@@ -56,6 +58,9 @@ async def run_batch(client: AsyncGPTunnel, opts: BatchOptions, total: int) -> Ba
     await anyio.Path(opts.out).mkdir(parents=True, exist_ok=True)
     requests = read_requests(opts.source, opts.fmt, opts.defaults)
     summary = BatchSummary(total=total)
+    poll_state = None if opts.journal is None else opts.journal.with_name(POLL_STATE_NAME)
+    if poll_state is not None:  # the next run starts from what this one learned
+        load_poll_state(client.poll_policy, poll_state)
     with (
         # A row may hold text UTF-8 cannot encode (a lone surrogate, refused for that row):
         # its line is written with the surrogate as a JSON escape, never a crash.
@@ -88,6 +93,8 @@ async def run_batch(client: AsyncGPTunnel, opts: BatchOptions, total: int) -> Ba
                 )
             tg.cancel_scope.cancel()
             bar.update(done=summary.done, ok=summary.ok, failed=summary.failed, in_flight=0)
+    if poll_state is not None:
+        save_poll_state(client.poll_policy, poll_state)
     return summary
 
 
