@@ -28,11 +28,18 @@ if str(ROOT) not in sys.path:
 from common import IMAGE_MODEL, VIDEO_MODEL, WIDE  # noqa: E402
 
 from gptunnel_async import AdaptivePolicy  # noqa: E402
-from gptunnel_async._polling.policy import TaskHint  # noqa: E402
+from gptunnel_async._polling.policy import PollPolicy, TaskHint, report_running  # noqa: E402
 
 
-def run(policy: AdaptivePolicy, model: str, durations: list[float], k: int) -> tuple[float, float]:
-    """(ideal naive polls / policy polls, mean delay) for one closed-loop batch."""
+def simulate(
+    policy: PollPolicy, model: str, durations: list[float], k: int
+) -> tuple[int, list[float]]:
+    """(polls, detection delays) of one closed-loop batch driven through ``policy``'s protocol.
+
+    At most ``k`` tasks in flight; a new one starts when one is seen done, as the poller's
+    users do. Exactly what the poller calls, in the same order: ``first_delay``, then per poll
+    ``observe_running`` + ``next_delay`` or ``observe``.
+    """
     hint = TaskHint()
     heap: list[tuple[float, int, float, float, int]] = []  # (due, task, start, last seen, polls)
     started = polls = 0
@@ -55,9 +62,15 @@ def run(policy: AdaptivePolicy, model: str, durations: list[float], k: int) -> t
             if started < len(durations):
                 start(now)
         else:
-            policy.observe_running(model, last, elapsed)
+            report_running(policy, model, last, elapsed)
             due = now + policy.next_delay(model, elapsed, n, hint)
             heapq.heappush(heap, (due, i, t0, elapsed, n + 1))
+    return polls, delays
+
+
+def run(policy: AdaptivePolicy, model: str, durations: list[float], k: int) -> tuple[float, float]:
+    """(ideal naive polls / policy polls, mean delay) for one closed-loop batch."""
+    polls, delays = simulate(policy, model, durations, k)
     return sum(math.ceil(d) for d in durations) / polls, statistics.fmean(delays)
 
 
