@@ -238,3 +238,35 @@ def test_an_unwritable_state_file_is_logged_not_raised(
     with caplog.at_level(logging.WARNING, logger="gptunnel_async"):
         assert save_poll_state(learned_policy(), tmp_path / "missing-dir" / "s.json") is False
     assert "not saved" in caplog.text
+
+
+def test_the_cli_batch_keeps_the_learned_state_beside_its_journal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from click.testing import CliRunner
+
+    from gptunnel_async.cli._app import cli
+    from gptunnel_async.cli._batch import JOURNAL_NAME, POLL_STATE_NAME
+    from gptunnel_async.testing import Emulator, EmulatorConfig, run_in_thread
+
+    source = tmp_path / "prompts.txt"
+    source.write_text("".join(f"a fox {i}\n" for i in range(6)), encoding="utf-8")
+    out = tmp_path / "out"
+    state = out / POLL_STATE_NAME
+
+    def run_batch() -> int:
+        args = ["--base-url", url, "--api-key", "test-key-0123456789", "--clock-scale", "200"]
+        args += ["batch", str(source), "-o", str(out), "--no-progress"]
+        return CliRunner().invoke(cli, args, catch_exceptions=False).exit_code
+
+    with run_in_thread(Emulator(EmulatorConfig(time_scale=200))) as url:
+        assert run_batch() == 0
+        assert (out / JOURNAL_NAME).exists() and state.exists()
+        learned = json.loads(state.read_text())
+        assert sum(m["observed"] for m in learned["models"].values()) == 6
+        state.write_text("{corrupt")  # a broken state costs a warm start, never the batch
+        (out / JOURNAL_NAME).unlink()
+        with caplog.at_level(logging.WARNING, logger="gptunnel_async"):
+            assert run_batch() == 0
+    assert "poll state" in caplog.text
+    assert json.loads(state.read_text())["version"] == 1  # rewritten whole

@@ -59,8 +59,9 @@ async def run_batch(client: AsyncGPTunnel, opts: BatchOptions, total: int) -> Ba
     requests = read_requests(opts.source, opts.fmt, opts.defaults)
     summary = BatchSummary(total=total)
     poll_state = None if opts.journal is None else opts.journal.with_name(POLL_STATE_NAME)
+    policy = opts.poller.policy or client.poll_policy
     if poll_state is not None:  # the next run starts from what this one learned
-        load_poll_state(client.poll_policy, poll_state)
+        load_poll_state(policy, poll_state)
     with (
         # A row may hold text UTF-8 cannot encode (a lone surrogate, refused for that row):
         # its line is written with the surrogate as a JSON escape, never a crash.
@@ -94,7 +95,7 @@ async def run_batch(client: AsyncGPTunnel, opts: BatchOptions, total: int) -> Ba
             tg.cancel_scope.cancel()
             bar.update(done=summary.done, ok=summary.ok, failed=summary.failed, in_flight=0)
     if poll_state is not None:
-        save_poll_state(client.poll_policy, poll_state)
+        save_poll_state(policy, poll_state)
     return summary
 
 
