@@ -59,6 +59,20 @@ def test_secrets_are_matched_whole(secret: str, text: str, expected: str) -> Non
     assert redact(text, secret) == expected
 
 
+def test_cli_debug_lines_with_a_short_key_keep_ordinary_words(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from gptunnel_async.cli._logging import disable_debug, enable_debug
+
+    handler = enable_debug("k")
+    try:
+        logging.getLogger("gptunnel_async").debug("Name or service not known; bad key %s", "k")
+    finally:
+        disable_debug(handler)
+    line = capsys.readouterr().err
+    assert f"Name or service not known; bad key {REDACTED}" in line
+
+
 def test_a_cut_never_keeps_half_a_key() -> None:
     text = "x" * 490 + CANARY
     assert CANARY[:8] not in clip(text, 500, CANARY)

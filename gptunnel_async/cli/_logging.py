@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from .._logs import REDACTED, RedactingFilter
+from .._logs import RedactingFilter, redact
 
 
 class _KeyFilter(logging.Filter):
@@ -24,7 +24,7 @@ class _KeyFilter(logging.Filter):
             return True
         message = record.getMessage()
         if secret in message or record.args:
-            record.msg = message.replace(secret, REDACTED)
+            record.msg = redact(message, secret)  # whole-secret matching: no mangled words
             record.args = None
         return True
 
