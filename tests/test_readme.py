@@ -15,8 +15,10 @@ port) and its ``export`` line sets the environment of every run. Then, by kind o
   blocks that install packages or run the test suite itself are covered elsewhere
   (``test_quickstart_command.py``) and skipped here.
 
-Each run happens in a fresh temporary directory. A block that needs an optional package which
-is not installed is skipped, with the package named.
+Each run happens in a fresh temporary directory holding a ``prompts.txt`` (the examples' own).
+A PostgreSQL URL in a block is replaced by a test database's (``pg_support``: skipped without
+a server, failed with ``GPTUNNEL_REQUIRE_POSTGRES=1``). A block that needs an optional package
+which is not installed is skipped, with the package named.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ from gptunnel_async.testing import EmulatorProcess
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 PLUGIN = "gptunnel_async.testing.pytest_plugin"
+PROMPTS = ROOT / "examples" / "prompts.txt"
+_PG_URL = re.compile(r"postgres(?:ql)?://[^\s'\"]+")
+pytest_plugins = ["pg_support"]
 _FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.S | re.M)
 _BACKENDS = [
     b.strip()
@@ -136,6 +141,19 @@ def _run(
     return done
 
 
+def materialise(block: Block, request: pytest.FixtureRequest, cwd: Path) -> str:
+    """The block's code, ready to run in ``cwd``: its files there, its database a real one."""
+    (cwd / "prompts.txt").write_bytes(PROMPTS.read_bytes())
+    if not _PG_URL.search(block.code):
+        return block.code
+    from psycopg.conninfo import conninfo_to_dict
+
+    dsn = conninfo_to_dict(request.getfixturevalue("pg_dsn"))
+    url = f"postgresql://{dsn.get('user', 'postgres')}@{dsn.get('host', '127.0.0.1')}"
+    url += f":{dsn.get('port', 5432)}/{dsn['dbname']}"
+    return _PG_URL.sub(url, block.code)
+
+
 PYTHON = of_kind("python", "py")
 SCRIPTS = [b for b in PYTHON if b.is_script]
 MODULES = [b for b in PYTHON if b.is_pytest_module and not b.is_script]
@@ -148,16 +166,20 @@ def test_the_readme_has_code_to_run() -> None:
 
 
 @pytest.mark.parametrize("block", SCRIPTS, ids=lambda b: b.name)
-def test_script(block: Block, offline: dict[str, str], tmp_path: Path) -> None:
-    (tmp_path / "example.py").write_text(block.code, "utf-8")
+def test_script(
+    block: Block, offline: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    (tmp_path / "example.py").write_text(materialise(block, request, tmp_path), "utf-8")
     done = _run([sys.executable, "example.py"], offline, tmp_path, recipe().seconds)
     if "on_progress=" in block.code:  # the progress callback must really be called
         assert re.search(r"\d+ %", done.stdout), done.stdout
 
 
 @pytest.mark.parametrize("block", MODULES, ids=lambda b: b.name)
-def test_pytest_module(block: Block, offline: dict[str, str], tmp_path: Path) -> None:
-    (tmp_path / "test_readme_block.py").write_text(block.code, "utf-8")
+def test_pytest_module(
+    block: Block, offline: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    (tmp_path / "test_readme_block.py").write_text(materialise(block, request, tmp_path), "utf-8")
     command = [
         sys.executable,
         "-m",
@@ -197,8 +219,14 @@ anyio.run(main, backend=sys.argv[1])
 
 @pytest.mark.parametrize("backend", _BACKENDS)
 @pytest.mark.parametrize("block", FRAGMENTS, ids=lambda b: b.name)
-def test_fragment(block: Block, backend: str, offline: dict[str, str], tmp_path: Path) -> None:
-    (tmp_path / "fragment.py").write_text(block.code, "utf-8")
+def test_fragment(
+    block: Block,
+    backend: str,
+    offline: dict[str, str],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    (tmp_path / "fragment.py").write_text(materialise(block, request, tmp_path), "utf-8")
     (tmp_path / "host.py").write_text(textwrap.dedent(_FRAGMENT_HOST), "utf-8")
     _run([sys.executable, "host.py", backend], offline, tmp_path, recipe().seconds)
 
@@ -214,8 +242,11 @@ def _shims(folder: Path) -> Path:
 
 
 @pytest.mark.parametrize("block", SHELL, ids=lambda b: b.name)
-def test_shell(block: Block, offline: dict[str, str], tmp_path: Path) -> None:
+def test_shell(
+    block: Block, offline: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     if re.search(r"pip install|\.venv/|\bnox\b", block.code):
         pytest.skip("installs packages or runs the suite itself (see test_quickstart_command.py)")
     env = {**offline, "PATH": f"{_shims(tmp_path / 'bin')}{os.pathsep}{offline['PATH']}"}
-    _run(["bash", "-e", "-c", block.code], env, tmp_path, recipe().seconds)
+    code = materialise(block, request, tmp_path)
+    _run(["bash", "-e", "-c", code], env, tmp_path, recipe().seconds)
