@@ -19,7 +19,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="loopback address only")
     p.add_argument("--port", type=int, default=8787, help="0 picks a free port")
     p.add_argument(
-        "--time-scale", type=float, default=1.0, help="task durations are divided by this"
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="task durations are divided by this (announced to clients in every answer)",
     )
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--api-key", action="append", default=None, help="accepted key (repeatable)")
