@@ -11,8 +11,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..types._status import TaskState, classify_status
-
 if TYPE_CHECKING:
     from .._client import AsyncGPTunnel
 
@@ -25,19 +23,6 @@ class TaskKind:
 
     name: str
     fetch: Fetch
-
-    def state(self, task: Any) -> TaskState:
-        return classify_status(getattr(task, "status", None))
-
-    @staticmethod
-    def model(task: Any) -> str | None:
-        model = getattr(task, "model", None)
-        return model if isinstance(model, str) else None
-
-    @staticmethod
-    def percent(task: Any) -> float | None:
-        value = getattr(task, "percent", None)
-        return float(value) if isinstance(value, (int, float)) else None
 
 
 async def _fetch_media(client: AsyncGPTunnel, task_id: str) -> Any:

@@ -2,9 +2,10 @@
 
 Shape: a heap of ``(due time, seq, entry)``; one scheduler coroutine pops due entries and hands
 them over a zero-buffer stream to ``max_concurrency`` workers; every request passes the shared
-``RequestGate``. So there is no sleeping coroutine per task (10,000 tasks cost 10,000 small
-entries, not 10,000 coroutines), and a slow consumer or a 429 pause back-pressures the whole
-machine instead of piling up requests.
+gate. So there is no sleeping coroutine per task (10,000 tasks cost 10,000 small entries, not
+10,000 coroutines), and a slow consumer or a 429 pause back-pressures the whole machine instead
+of piling up requests. What an answer means and when the next poll is due is decided by each
+task's ``TaskPolling``, the same state machine ``wait()`` drives.
 
 Contract: every task added is yielded exactly once as a ``PollResult`` — done, failed, timed
 out, or given up after its polls kept failing — never raised out of the iterator, never dropped.
@@ -15,7 +16,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-import time
 from collections import deque
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -30,16 +30,14 @@ from .._errors import (
     InvalidInputError,
     PollerClosedError,
     RateLimitError,
-    TaskFailedError,
     TaskTimeoutError,
 )
 from .._logs import logger
 from .._polling.limits import Gate, RequestGate
-from .._polling.policy import PollPolicy, TaskHint, report_running
+from .._polling.policy import PollPolicy
 from .._polling.shared import SharedGate
-from .._retry import is_transient
+from .._polling.task import PollAt, PollRules, Step, TaskPolling
 from .._validation import check_task_id
-from ..types._status import TaskState
 from .endpoints import TASK_KINDS, TaskKind, kind_of_task
 from .options import PollerOptions
 from .results import PollResult
@@ -47,47 +45,17 @@ from .results import PollResult
 if TYPE_CHECKING:
     from .._client import AsyncGPTunnel
 
-_MAX_TRUSTED_AGE = 7 * 24 * 3600.0
-
 
 class _Entry:
-    """One in-flight task. Slotted and small: a poller may hold tens of thousands."""
+    """One task in this poller: its polling state, how to fetch it, and the caller's tag."""
 
-    __slots__ = (
-        "deadline",
-        "done",
-        "failures",
-        "id",
-        "index",
-        "kind",
-        "last",
-        "last_running",
-        "model",
-        "origin",
-        "origin_known",
-        "percent",
-        "percent_at",
-        "polls",
-        "tag",
-    )
+    __slots__ = ("done", "kind", "polling", "tag")
 
-    def __init__(
-        self, task_id: str, kind: TaskKind, model: str | None, origin: float | None
-    ) -> None:
-        self.id = task_id
+    def __init__(self, polling: TaskPolling, kind: TaskKind, tag: Any) -> None:
+        self.polling = polling
         self.kind = kind
-        self.model = model
-        self.origin_known = origin is not None
-        self.origin = origin if origin is not None else 0.0
-        self.deadline = math.inf
+        self.tag = tag
         self.done = False
-        self.polls = 0
-        self.failures = 0
-        self.last: Any = None
-        self.last_running = 0.0
-        self.percent: float | None = None
-        self.percent_at: float | None = None
-        self.tag: Any = None
 
 
 class PollerStats:
@@ -135,6 +103,9 @@ class Poller:
         self._client = client
         self.options = options
         self.policy: PollPolicy = self.options.policy or client.poll_policy
+        self._rules = PollRules(
+            self.policy, client.retry_policy, max_failures=self.options.max_poll_failures
+        )
         self.stats = PollerStats()
         self.gate: Gate | None = None
         self._gate_exit: AsyncExitStack | None = None
@@ -241,6 +212,8 @@ class Poller:
             raise PollerClosedError("this poller is closed for new tasks")
         if not self._entered:
             raise RuntimeError("enter the poller (`async with Poller(client) as poller:`) first")
+        if timeout is not None and not timeout >= 0:
+            raise InvalidInputError("timeout must be >= 0 seconds (or None)")
         if isinstance(task, str):
             task_id = check_task_id(task)
             if kind is not None and kind not in TASK_KINDS:
@@ -256,29 +229,20 @@ class Poller:
                 task_kind = TASK_KINDS[kind] if kind else kind_of_task(task)
             except (KeyError, ValueError) as exc:
                 raise InvalidInputError(str(exc)) from None
-            model = model or TaskKind.model(task)
             origin = getattr(task, "created_mono", None)
             snapshot = task
         if task_id in self._entries:
             raise InvalidInputError(f"task {task_id} is already being polled by this poller")
-        entry = _Entry(task_id, task_kind, model, origin)
-        entry.tag, entry.last = tag, snapshot
-        limit = timeout if timeout is not None else self.options.task_timeout
         now = anyio.current_time()
-        if not entry.origin_known:
-            entry.origin = now
-        if limit is not None:
-            entry.deadline = entry.origin + limit
+        polling = TaskPolling(task_id, now=now, snapshot=snapshot, model=model, origin=origin)
+        limit = timeout if timeout is not None else self.options.task_timeout
+        if limit is not None:  # from the task's creation (from now for a bare id)
+            polling.limit(polling.origin + limit, f"{limit:g} s (its timeout)")
+        polling.limit(self._run_deadline, "the poller's deadline")
+        entry = _Entry(polling, task_kind, tag)
         self._entries[task_id] = entry
         self.stats.added += 1
-        if snapshot is not None and task_kind.state(snapshot) is not TaskState.RUNNING:
-            self._conclude(entry, snapshot)  # e.g. a fast model that was done at create
-            return task_id
-        if entry.origin_known:
-            due = entry.origin + self.policy.first_delay(entry.model, TaskHint())
-        else:
-            due = now  # unknown age: look right away
-        self._push(entry, due)
+        self._step(entry, polling.start(self._rules, now))
         return task_id
 
     def add_result(self, result: PollResult) -> None:
@@ -325,7 +289,6 @@ class Poller:
     # -- scheduling --
 
     def _push(self, entry: _Entry, due: float) -> None:
-        due = min(due, entry.deadline, self._run_deadline)
         head = self._heap[0][0] if self._heap else math.inf
         heapq.heappush(self._heap, (due, next(self._seq), entry))
         if due < head and self._wakeup is not None:
@@ -343,22 +306,20 @@ class Poller:
         async with send:
             while True:
                 now = anyio.current_time()
-                if now >= self._run_deadline:
-                    self._expire_all()
+                if now >= self._run_deadline and not self._closed:
+                    self._closed = True  # no new tasks; those added still get their last poll
+                    self._notify()
                 if not self._heap:
-                    await self._sleep_until_woken(max(self._run_deadline - now, 0.0))
+                    wake = self._run_deadline if not self._closed else math.inf
+                    await self._sleep_until_woken(max(wake - now, 0.0))
                     continue
                 due, _, entry = self._heap[0]
                 if due > now:
                     await self._sleep_until_woken(due - now)
                     continue
                 heapq.heappop(self._heap)
-                if entry.done:
-                    continue
-                if now >= entry.deadline:
-                    self._time_out(entry, "its task_timeout")
-                    continue
-                await send.send(entry)
+                if not entry.done:
+                    await send.send(entry)
 
     async def _worker(self, receive: MemoryObjectReceiveStream[_Entry]) -> None:
         async with receive:
@@ -367,122 +328,48 @@ class Poller:
 
     async def _poll(self, entry: _Entry) -> None:
         assert self.gate is not None
-        if entry.done:
-            return
+        task_id = entry.polling.id
         try:
             async with self.gate.slot():
-                if entry.done:
-                    return
-                task = await entry.kind.fetch(self._client, entry.id)
+                task = await entry.kind.fetch(self._client, task_id)
         except GPTunnelError as exc:
             self._poll_failed(entry, exc)
             return
         except Exception as exc:  # a bug or a surprise must not lose the task
-            logger.warning("unexpected error polling task %s: %r", entry.id, exc)
-            self._poll_failed(entry, GPTunnelError(f"unexpected error: {exc!r}", task_id=entry.id))
+            logger.warning("unexpected error polling task %s: %r", task_id, exc)
+            self._poll_failed(entry, GPTunnelError(f"unexpected error: {exc!r}", task_id=task_id))
             return
         self.stats.polls += 1
-        entry.polls += 1
-        entry.failures = 0
-        if entry.done:  # the run deadline passed while this poll was in flight
-            return
-        now = anyio.current_time()
-        if not entry.origin_known and entry.polls == 1:
-            entry.origin = _origin_from_created_at(task, now)
-            entry.model = entry.model or TaskKind.model(task)
-        entry.last = task
-        elapsed = now - entry.origin
-        if entry.kind.state(task) is not TaskState.RUNNING:
-            if entry.origin_known and entry.kind.state(task) is TaskState.DONE:
-                self.policy.observe(entry.model, entry.last_running, elapsed)
-            self._conclude(entry, task)
-            return
-        if entry.origin_known:
-            report_running(self.policy, entry.model, entry.last_running, elapsed)
-        entry.last_running = elapsed
-        percent = TaskKind.percent(task)
-        if percent is not None and percent != entry.percent:
-            entry.percent, entry.percent_at = percent, elapsed
-        hint = TaskHint(entry.percent, entry.percent_at)
-        delay = self.policy.next_delay(entry.model, elapsed, entry.polls, hint)
-        self._push(entry, now + delay)
+        self._step(entry, entry.polling.answered(task, self._rules, anyio.current_time()))
 
     def _poll_failed(self, entry: _Entry, exc: GPTunnelError) -> None:
         assert self.gate is not None
         self.stats.failed_polls += 1
-        if entry.done:
-            return
-        now = anyio.current_time()
-        if isinstance(exc, RateLimitError):
-            # Not the task's fault: pause everybody, then try this one again after the pause.
+        if isinstance(exc, RateLimitError):  # pause everybody, not only this task
             self.stats.rate_limited += 1
             self.gate.rate_limited(exc.retry_after)
-            self._push(entry, self.gate.paused_until)
-            return
-        if not is_transient(exc):
-            self._finish(entry, ok=False, error=exc)
-            return
-        entry.failures += 1
-        if entry.failures >= self.options.max_poll_failures:
-            self._finish(entry, ok=False, error=exc)
-            return
-        delay = self._client.retry_policy.delay_after(entry.failures)
-        logger.debug("poll of %s failed (%s); retrying in %.2fs", entry.id, exc, delay)
-        self._push(entry, now + delay)
+        logger.debug("poll of %s failed: %s", entry.polling.id, exc)
+        self._step(entry, entry.polling.failed(exc, self._rules, anyio.current_time()))
 
-    # -- finishing --
-
-    def _conclude(self, entry: _Entry, task: Any) -> None:
-        if entry.kind.state(task) is TaskState.DONE:
-            self._finish(entry, ok=True)
-            return
-        reason = getattr(task, "failure_reason", None) or f"status {getattr(task, 'status', '?')!r}"
-        self._finish(
-            entry, ok=False, error=TaskFailedError(f"task {entry.id} failed: {reason}", task=task)
-        )
-
-    def _time_out(self, entry: _Entry, which: str) -> None:
-        self.stats.timed_out += 1
-        error = TaskTimeoutError(
-            f"task {entry.id} did not finish within {which} (it may still finish; "
-            "poll it again by id to resume)",
-            task=entry.last,
-            task_id=entry.id,
-        )
-        self._finish(entry, ok=False, error=error)
-
-    def _expire_all(self) -> None:
-        self._closed = True
-        self._run_deadline = math.inf
-        for entry in list(self._entries.values()):
-            self._time_out(entry, "the poller's deadline")
-        self._heap.clear()
-        self._notify()
-
-    def _finish(self, entry: _Entry, *, ok: bool, error: GPTunnelError | None = None) -> None:
-        if entry.done:
+    def _step(self, entry: _Entry, step: Step) -> None:
+        """Do what the task's state machine decided: poll it again later, or yield it."""
+        if isinstance(step, PollAt):
+            self._push(entry, step.at)
             return
         entry.done = True
-        self._entries.pop(entry.id, None)
+        self._entries.pop(entry.polling.id, None)
+        if isinstance(step.error, TaskTimeoutError):
+            self.stats.timed_out += 1
         self.stats.yielded += 1
         self._results.append(
             PollResult(
-                id=entry.id,
-                ok=ok,
-                task=entry.last,
-                error=error,
+                id=entry.polling.id,
+                ok=step.error is None,
+                task=step.task,
+                error=step.error,
                 kind=entry.kind.name,
-                polls=entry.polls,
+                polls=entry.polling.polls,
                 tag=entry.tag,
             )
         )
         self._notify()
-
-
-def _origin_from_created_at(task: Any, now: float) -> float:
-    """Event-loop time of a task's creation, from its wall-clock ``created_at`` if plausible."""
-    created = getattr(task, "created_at", None)
-    if created is None or not hasattr(created, "timestamp"):
-        return now
-    age = time.time() - created.timestamp()
-    return now - age if 0 <= age <= _MAX_TRUSTED_AGE else now
