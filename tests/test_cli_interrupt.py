@@ -36,10 +36,10 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _batch(server: HostileServer, source: Path, out: Path) -> list[str]:
+def _batch(server: HostileServer, source: Path, out: Path, backend: str) -> list[str]:
     return [
         sys.executable, "-m", "gptunnel_async.cli", "--base-url", server.url, "--api-key", KEY,
-        "batch", str(source), "-o", str(out), "--no-progress",
+        "--backend", backend, "batch", str(source), "-o", str(out), "--no-progress",
     ]  # fmt: skip
 
 
@@ -54,15 +54,16 @@ def _wait_for_creates(server: HostileServer, proc: subprocess.Popen[str], count:
     raise AssertionError("the creates never arrived")
 
 
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_ctrl_c_ends_a_batch_whose_creates_trickle_and_a_rerun_resends_none(
-    tmp_path: Path,
+    tmp_path: Path, backend: str
 ) -> None:
     prompts = ["a fox", "an owl", "a heron"]
     source = tmp_path / "p.txt"
     source.write_text("\n".join(prompts) + "\n", encoding="utf-8")
     out = tmp_path / "out"
     with hostile_server_in_thread(trickle_every_create) as server:
-        command = _batch(server, source, out)
+        command = _batch(server, source, out, backend)
         with subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
         ) as proc:
