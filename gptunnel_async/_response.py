@@ -25,6 +25,8 @@ from ._logs import clip, redact, scrub
 from ._retry import parse_retry_after
 
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _MAX_MESSAGE = 500
 
 M = TypeVar("M", bound=pydantic.BaseModel)
@@ -35,9 +37,10 @@ def decode_json(content: bytes) -> Any:
     text = content.decode("utf-8", errors="replace")
     try:
         try:
-            return json.loads(text)
+            doc = json.loads(text)
         except ValueError:
-            return json.loads(_TRAILING_COMMA.sub(r"\1", text))
+            doc = json.loads(_TRAILING_COMMA.sub(r"\1", text))
+        return _without_lone_surrogates(doc) if _SURROGATE_ESCAPE.search(text) else doc
     except RecursionError:  # nesting deeper than the stack: not a document this API sends
         failure = "JSON nested too deeply"
     except json.JSONDecodeError as exc:
@@ -45,6 +48,29 @@ def decode_json(content: bytes) -> Any:
     # Raised outside the handlers, so no __context__: a JSONDecodeError holds the whole body
     # (``.doc``), which may echo a secret back.
     raise ValueError(failure)
+
+
+def _without_lone_surrogates(doc: Any) -> Any:
+    """``doc`` with every lone surrogate (a ``\\ud800`` escape without its partner) made U+FFFD.
+
+    Such a string cannot be encoded as UTF-8, so a server's error text holding one would crash
+    whatever writes it down (the journal, a manifest, a log). Walked without recursion: the
+    document may nest as deep as the parser allowed.
+    """
+    if isinstance(doc, str):
+        return _SURROGATE.sub("\ufffd", doc)
+    stack = [doc] if isinstance(doc, (dict, list)) else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key in [k for k in node if _SURROGATE.search(k)]:
+                node[_SURROGATE.sub("\ufffd", key)] = node.pop(key)
+        for slot, item in list(node.items() if isinstance(node, dict) else enumerate(node)):
+            if isinstance(item, str):
+                node[slot] = _SURROGATE.sub("\ufffd", item)
+            elif isinstance(item, (dict, list)):
+                stack.append(item)
+    return doc
 
 
 def _short(text: str, secret: str | None) -> str:

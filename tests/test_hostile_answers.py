@@ -30,6 +30,7 @@ from gptunnel_async import (
 )
 from gptunnel_async._client import create_deadline_for
 from gptunnel_async._errors import APIResponseValidationError, APITimeoutError, GPTunnelError
+from gptunnel_async._response import decode_json
 
 KEY = "sk-hostile-answers-0001"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
@@ -210,3 +211,34 @@ def test_an_empty_base_url_is_refused_not_replaced_by_the_real_service(
     monkeypatch.setenv("GPTUNNEL_BASE_URL", empty)
     with pytest.raises(ConfigurationError, match="GPTUNNEL_BASE_URL"):
         AsyncGPTunnel(KEY)
+
+
+# -- text that cannot be written down ---------------------------------------------------------
+
+
+def test_lone_surrogates_in_an_answer_become_replacement_characters() -> None:
+    raw = b'{"a": "x\\ud800y", "\\udc00k": ["\\udfff", {"pair": "\\ud83d\\ude00"}], "n": 1}'
+    expected = {"a": "x\ufffdy", "\ufffdk": ["\ufffd", {"pair": "\U0001f600"}], "n": 1}
+    assert decode_json(raw) == expected  # a whole pair is one character, and stays
+    assert decode_json(b'"\\ud800"') == "\ufffd"
+
+
+@pytest.mark.anyio
+async def test_a_failure_reason_with_a_lone_surrogate_is_journaled_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    """``"error": "bad \\ud800"`` used to crash the batch when the journal wrote it down."""
+
+    async def handler(request: Request, reply: Reply) -> None:
+        if request.path.endswith("/create"):
+            await reply.json({"code": 0, "id": TASK_A, "status": "idle"})
+        else:
+            body = b'{"code": 0, "id": "' + TASK_A.encode() + b'", "status": "failed", '
+            await reply.send(200, body + b'"error": "bad \\ud800 key"}')
+
+    async with hostile_server(handler) as server, client_for(server) as client:
+        requests = [{"model": "google-imagen-3", "prompt": "a fox"}]
+        async with generate_many(client, requests, journal=tmp_path / "j.sqlite") as run:
+            (result,) = [r async for r in run]
+    assert not result.ok and "bad \ufffd key" in str(result.error)
+    str(result.error).encode("utf-8")
