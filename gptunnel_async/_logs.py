@@ -16,11 +16,17 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
+import sys
 import threading
+import warnings
 from typing import Any
 
+from ._escape import clean
+
 logger = logging.getLogger("gptunnel_async")
+LOG_ENV = "GPTUNNEL_LOG"
 
 REDACTED = "<redacted>"
 #: Secrets at least this long are scrubbed wherever they occur; shorter ones only as words.
@@ -153,3 +159,52 @@ for _name in FILTERED_LOGGERS:
     _target = logging.getLogger(_name)
     if not any(isinstance(f, RedactingFilter) for f in _target.filters):
         _target.addFilter(RedactingFilter())
+
+
+class OneLineFormatter(logging.Formatter):
+    """Each record on one line, control characters escaped: a message quoting a server cannot
+    fake further log lines or send escape sequences to the terminal reading the log."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return clean(super().format(record))
+
+
+def stderr_handler() -> logging.Handler:
+    """A handler writing the SDK's records to stderr: one line each, keys redacted."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    return handler
+
+
+def configure_from_env(environ: Any = os.environ) -> logging.Handler | None:
+    """``GPTUNNEL_LOG=debug`` (``info``, ``warning``, ...): the SDK's records to stderr.
+
+    The switch other SDKs have (``OPENAI_LOG``, ``ANTHROPIC_LOG``), for a quick look without
+    touching the program's logging setup: one stderr handler on the ``gptunnel_async`` logger
+    only (never the root logger), keys redacted like every record. Unset, nothing is added.
+    A value that is not a level name is reported once and ignored, never an import error.
+    """
+    value = str(environ.get(LOG_ENV, "")).strip()
+    if not value:
+        return None
+    level = logging.getLevelName(value.upper())
+    if not isinstance(level, int):
+        warnings.warn(
+            f"{LOG_ENV}={value!r} is not a log level (debug, info, warning, error, critical); "
+            "ignored",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+    for handler in logger.handlers:
+        if getattr(handler, "_gptunnel_env", False):
+            return handler  # configured already (a reload of this module)
+    handler = stderr_handler()
+    handler._gptunnel_env = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    return handler
+
+
+configure_from_env()

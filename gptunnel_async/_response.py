@@ -7,6 +7,7 @@ end up as one ``APIStatusError`` subclass carrying the status, message, ``type``
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -28,6 +29,10 @@ _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _MAX_MESSAGE = 500
+#: zod's rendering of the allowed values, ``'a' | 'b' | 'c'``, and of the rejected one.
+_ENUM = re.compile(r"'([^']*)'(?:\s*\|\s*|$)")
+_RECEIVED = re.compile(r"received '([^']*)'")
+_SHOWN_VALUES = 8
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -74,8 +79,14 @@ def _without_lone_surrogates(doc: Any) -> Any:
 
 
 def _short(text: str, secret: str | None) -> str:
-    """One line of at most ``_MAX_MESSAGE`` characters, redacted before it is cut."""
-    return clip(" ".join(text.split()), _MAX_MESSAGE, secret)
+    """One line of at most ~``_MAX_MESSAGE`` characters: redacted *before* it is cut (a cut
+    cannot keep half a key), then cut between words, saying how much was left out."""
+    text = redact(" ".join(text.split()), secret)
+    if len(text) <= _MAX_MESSAGE:
+        return text
+    cut = text.rfind(" ", _MAX_MESSAGE // 2, _MAX_MESSAGE)
+    cut = cut if cut > 0 else _MAX_MESSAGE
+    return f"{text[:cut]} … ({len(text) - cut} more characters)"
 
 
 def _envelope(body: Any) -> tuple[str | None, str | None]:
@@ -93,14 +104,59 @@ def _envelope(body: Any) -> tuple[str | None, str | None]:
 
 
 def _issues_text(issues: list[Mapping[str, Any]]) -> str:
-    parts = []
-    for issue in issues[:5]:
-        path = issue.get("path")
-        where = ".".join(str(p) for p in path) if isinstance(path, list) else str(path or "?")
-        what = issue.get("message") or "invalid"
-        expected = issue.get("expected")
-        parts.append(f"{where}: {what}" + (f" (expected {expected})" if expected else ""))
-    return "; ".join(parts)
+    return "; ".join(_issue_text(issue) for issue in issues[:5])
+
+
+def _issue_text(issue: Mapping[str, Any]) -> str:
+    """``model: 'google-imagen3' is not accepted; did you mean 'google-imagen-3'? (...)``.
+
+    A zod enum failure lists every allowed value (every model id, for ``model``): that list is
+    summarised, and the values closest to the rejected one are suggested from it (from the
+    SDK's catalogue when the server lists none).
+    """
+    path = issue.get("path")
+    where = ".".join(str(p) for p in path) if isinstance(path, list) else str(path or "?")
+    what = str(issue.get("message") or "invalid")
+    expected = issue.get("expected")
+    values = _enum_values(expected)
+    received = _RECEIVED.search(what)
+    if received is None or (values is None and where != "model"):
+        return f"{where}: {what}" + (f" (expected {expected})" if expected else "")
+    rejected = received.group(1)
+    text = f"{where}: {rejected!r} is not accepted"
+    if values and len(values) <= _SHOWN_VALUES:  # short enough to read whole
+        return text + f"; expected one of {', '.join(repr(v) for v in values)}"
+    close = _close_matches(rejected, values or _known_models())
+    if not values and not close:
+        return f"{where}: {what}" + (f" (expected {expected})" if expected else "")
+    if close:
+        text += f"; did you mean {' or '.join(repr(v) for v in close)}?"
+    if values and close:
+        text += f" ({len(values)} values accepted)"
+    elif values:
+        shown = ", ".join(repr(v) for v in values[:_SHOWN_VALUES])
+        text += f" (expected one of {shown} and {len(values) - _SHOWN_VALUES} more)"
+    return text
+
+
+def _enum_values(expected: Any) -> list[str] | None:
+    """The values of ``'a' | 'b'``, or ``None`` when ``expected`` is not such a list."""
+    if not isinstance(expected, str) or not expected.startswith("'"):
+        return None
+    values = _ENUM.findall(expected)
+    return values if _ENUM.sub("", expected).strip() == "" and values else None
+
+
+def _close_matches(value: str, choices: list[str]) -> list[str]:
+    if len(value) > 200:  # no id is that long; and difflib is quadratic
+        return []
+    return difflib.get_close_matches(value, choices, n=3, cutoff=0.6)
+
+
+def _known_models() -> list[str]:
+    from .catalog import MODELS
+
+    return list(MODELS)
 
 
 def error_from_response(

@@ -146,16 +146,20 @@ def test_models_lists_the_catalogue_without_a_key() -> None:
 def test_remote_models_and_balance_offline() -> None:
     remote = offline("models", "--remote")
     assert remote.exit_code == 0, remote.output
-    assert "GET /v1/models" in remote.stdout
+    assert remote.stdout.splitlines()[0].split("\t")[:2] == ["id", "kind"]
+    assert "gpt-4o\tchat\t" in remote.stdout  # a chat model, labelled as such
     balance = offline("balance")
     assert balance.exit_code == 0, balance.output
-    assert "1000000.0" in balance.stdout
+    assert "balance\t1000000.0" in balance.stdout.splitlines()
 
 
-def test_result_of_an_unknown_task_offline_is_a_404_line() -> None:
+def test_result_of_an_unknown_task_offline_names_it_and_explains_offline() -> None:
     result = offline("result", "0123456789abcdef01234567")
     assert result.exit_code == EXIT_ERROR
-    assert result.stderr.strip() == "error: 404 Task not found"
+    first, *hint = result.stderr.strip().splitlines()
+    assert first == "error: 404 Task not found (task 0123456789abcdef01234567)"
+    assert "fresh emulator for each command" in " ".join(hint)
+    assert "gptunnel emulator" in " ".join(hint)
 
 
 def test_result_and_wait_for_a_task_id(emulator: tuple[Emulator, str], tmp_path: Path) -> None:

@@ -7,27 +7,32 @@ loop per invocation), so errors, Ctrl-C and exit codes are handled the same way 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio
 import click
 
-from .. import AsyncGPTunnel, InvalidInputError, SharedLimits
+from .._errors import InvalidInputError, NotFoundError, TaskTimeoutError
 from .._version import __version__
 from ..catalog import MODELS
-from ..poller import PollerOptions
-from ._batch import JOURNAL_NAME, MANIFEST_NAME, BatchOptions, run_batch
+from ._batch import JOURNAL_NAME, MANIFEST_NAME
 from ._inputs import FORMATS, Defaults, InputFileError, detect_format, parse_params, scan
-from ._logging import disable_debug, enable_debug
-from ._offline import serve_until_cancelled
+from ._logging import enable_debug
 from ._output import (
-    balance_table,
+    balance_fields,
+    catalogue_json,
     catalogue_table,
+    clean_json,
+    describe,
+    echo,
+    echo_json,
+    record_table,
+    remote_kind,
     remote_models_table,
-    stderr,
-    stdout,
-    task_table,
+    show,
+    status,
 )
 from ._session import (
     EXIT_ERROR,
@@ -38,6 +43,12 @@ from ._session import (
     open_client,
     run,
 )
+
+if TYPE_CHECKING:
+    from .. import AsyncGPTunnel, SharedLimits
+
+# The SDK, anyio, rich and the emulator are imported inside the commands that use them, so
+# ``gptunnel --help`` (and a usage error) costs click and little else.
 
 DEFAULT_MODEL = "google-imagen-3"
 KINDS = ("media", "midjourney", "faceswap", "bgremover")
@@ -87,8 +98,7 @@ def cli(
     settings = Settings(api_key, base_url, offline, verbose, backend, clock_scale)
     ctx.obj = settings
     if verbose:
-        handler = enable_debug(settings.key)
-        ctx.call_on_close(lambda: disable_debug(handler))
+        ctx.call_on_close(enable_debug(settings.key))
 
 
 def _extra(params: tuple[str, ...]) -> dict[str, Any]:
@@ -100,6 +110,40 @@ def _extra(params: tuple[str, ...]) -> dict[str, Any]:
     if clash:
         raise click.BadParameter(f"use the option, not --param, for {sorted(clash)}")
     return extra
+
+
+_json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of text."
+)
+
+OFFLINE_NOT_FOUND = (
+    "--offline starts a fresh emulator for each command, so a task made by an earlier command "
+    "does not exist in this one. To keep tasks between commands, run `gptunnel emulator` in "
+    "another shell and point GPTUNNEL_BASE_URL at it."
+)
+
+
+def wait_command(task_id: str, kind: str) -> str:
+    """The command that picks a task up again: ``gptunnel wait ID`` (with its ``--kind``)."""
+    return f"gptunnel wait {task_id}" + ("" if kind == "media" else f" --kind {kind}")
+
+
+@contextmanager
+def explained(settings: Settings, kind: str = "media") -> Iterator[None]:
+    """Errors about one task, told in terms of this command line rather than the SDK's API."""
+    try:
+        yield
+    except TaskTimeoutError as exc:
+        task_id = exc.task_id or "?"
+        if settings.offline:
+            later = "offline, the emulator stops with this command, so the task is gone"
+        else:
+            later = f"it may still finish: {wait_command(task_id, kind)} picks it up"
+        raise CLIError(f"timed out: task {task_id} did not finish in time; {later}") from None
+    except NotFoundError as exc:
+        if not settings.offline:
+            raise
+        raise CLIError(describe(exc), hint=OFFLINE_NOT_FOUND) from None
 
 
 @cli.command()
@@ -117,6 +161,7 @@ def _extra(params: tuple[str, ...]) -> dict[str, Any]:
     help="Folder for the file (named after the task id).",
 )
 @click.option("--timeout", type=float, default=3600.0, show_default=True, help="Seconds to wait.")
+@_json_option
 @click.pass_obj
 def generate(
     settings: Settings,
@@ -127,14 +172,17 @@ def generate(
     params: tuple[str, ...],
     out: Path,
     timeout: float,
+    as_json: bool,
 ) -> None:
     """Generate one PROMPT and save the file; prints its path."""
     extra = _extra(params)
     settings.require_key()
 
-    async def go() -> Path:
+    async def go() -> tuple[Any, Path]:
+        import anyio
+
         async with open_client(settings) as client:
-            with stderr().status(f"generating with {model}…"):
+            with status(f"generating with {model}…"), explained(settings):
                 task = await client.media.generate(
                     model=model,
                     prompt=prompt,
@@ -144,9 +192,13 @@ def generate(
                     **extra,
                 )
                 await anyio.Path(out).mkdir(parents=True, exist_ok=True)
-                return await client.download(task, out)
+                return task, await client.download(task, out)
 
-    click.echo(str(run(settings, go)))
+    task, path = run(settings, go)
+    if as_json:
+        echo_json({"task_id": task.id, "path": str(path), "url": getattr(task, "url", None)})
+    else:
+        echo(str(path))
 
 
 @cli.command()
@@ -241,6 +293,9 @@ def batch(
         journal = None
     elif journal is None and not settings.offline:
         journal = out / JOURNAL_NAME  # offline tasks die with the process: nothing to resume
+    from ..poller import PollerOptions
+    from ._batch import BatchOptions
+
     opts = BatchOptions(
         source=input_file,
         fmt=kind,
@@ -259,17 +314,23 @@ def batch(
     )
 
     async def go() -> Any:
+        from ._batch import run_batch
+
         async with open_client(settings, limits=shared) as client:
             return await run_batch(client, opts, total)
 
     hint = "interrupted: rerun the same command to resume" if journal else "interrupted"
     summary = run(settings, go, interrupted=hint)
     resumed = f", {summary.resumed} from the journal" if summary.resumed else ""
-    click.echo(
+    echo(
         f"{summary.ok} ok, {summary.failed} failed of {summary.total}{resumed}; "
         f"manifest: {opts.manifest}",
         err=True,
     )
+    for index, reason in summary.first_failures:  # the rest are in the manifest
+        echo(f"  request {index}: {reason}", err=True)
+    if summary.failed > len(summary.first_failures):
+        echo(f"  … and {summary.failed - len(summary.first_failures)} more", err=True)
     if summary.failed:
         raise CLIError(f"{summary.failed} of {summary.total} requests failed (see the manifest)")
 
@@ -282,6 +343,8 @@ def _shared_limits(
         return None
     if settings.offline:
         raise CLIError("--limits shares a real key's budget: not with --offline", exit_code=2)
+    from .. import SharedLimits
+
     try:
         return SharedLimits(url, max_concurrency=concurrency, requests_per_second=rps)
     except InvalidInputError as exc:
@@ -315,13 +378,14 @@ def result(settings: Settings, task_id: str, kind: str, as_json: bool) -> None:
 
     async def go() -> Any:
         async with open_client(settings) as client:
-            return await _resource(client, kind).result(task_id)
+            with explained(settings, kind):
+                return await _resource(client, kind).result(task_id)
 
     task = run(settings, go)
     if as_json:
-        click.echo(task.model_dump_json(indent=2))
+        click.echo(clean_json(task.model_dump_json(indent=2)))
     else:
-        stdout().print(task_table(_task_fields(task)))
+        show(record_table(_task_fields(task)))
 
 
 @cli.command()
@@ -334,27 +398,38 @@ def result(settings: Settings, task_id: str, kind: str, as_json: bool) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Save the file here (prints its path); otherwise prints the link.",
 )
+@_json_option
 @click.pass_obj
-def wait(settings: Settings, task_id: str, kind: str, timeout: float, out: Path | None) -> None:
+def wait(
+    settings: Settings, task_id: str, kind: str, timeout: float, out: Path | None, as_json: bool
+) -> None:
     """Wait for a task to finish; prints its link, or saves it with -o."""
     settings.require_key()
 
-    async def go() -> str:
-        async with open_client(settings) as client:
-            with stderr().status(f"waiting for {task_id}…"):
-                task = await _resource(client, kind).wait(task_id, timeout=timeout)
-                if out is None:
-                    return str(getattr(task, "url", None) or getattr(task, "result", ""))
-                await anyio.Path(out).mkdir(parents=True, exist_ok=True)
-                return str(await client.download(task, out))
+    async def go() -> tuple[str | None, Path | None]:
+        import anyio
 
-    click.echo(run(settings, go))
+        async with open_client(settings) as client:
+            with status(f"waiting for {task_id}…"), explained(settings, kind):
+                task = await _resource(client, kind).wait(task_id, timeout=timeout)
+                url = getattr(task, "url", None) or getattr(task, "result", None)
+                if out is None:
+                    return (str(url) if url else None), None
+                await anyio.Path(out).mkdir(parents=True, exist_ok=True)
+                return (str(url) if url else None), await client.download(task, out)
+
+    url, path = run(settings, go)
+    if as_json:
+        echo_json({"task_id": task_id, "url": url, "path": None if path is None else str(path)})
+    else:
+        echo(str(path) if path is not None else (url or ""))
 
 
 @cli.command()
 @click.option("--wallet", is_flag=True, help="The personal wallet instead of the organisation.")
+@_json_option
 @click.pass_obj
-def balance(settings: Settings, wallet: bool) -> None:
+def balance(settings: Settings, wallet: bool, as_json: bool) -> None:
     """Show the balance (rubles)."""
     settings.require_key()
 
@@ -362,16 +437,28 @@ def balance(settings: Settings, wallet: bool) -> None:
         async with open_client(settings) as client:
             return await client.balance(use_wallet_balance=wallet)
 
-    stdout().print(balance_table(run(settings, go), wallet=wallet))
+    fields = balance_fields(run(settings, go))
+    if as_json:
+        echo_json(fields)
+    else:
+        show(record_table(fields, "wallet balance" if wallet else "organisation balance"))
 
 
 @cli.command()
-@click.option("--remote", is_flag=True, help="The API's GET /v1/models instead.")
+@click.option("--remote", is_flag=True, help="The API's GET /v1/models instead (mostly chat).")
+@_json_option
 @click.pass_obj
-def models(settings: Settings, remote: bool) -> None:
-    """List the media models the SDK knows (no key needed), or the API's with --remote."""
+def models(settings: Settings, remote: bool, as_json: bool) -> None:
+    """List the media models the SDK knows (no key needed), or the API's with --remote.
+
+    \b
+    The API's list holds chat models too (kind 'chat'), which the media API refuses.
+    """
     if not remote:
-        stdout().print(catalogue_table(MODELS.values()))
+        if as_json:
+            echo_json(catalogue_json(MODELS.values()))
+        else:
+            show(catalogue_table(MODELS.values()))
         return
     settings.require_key()
 
@@ -379,7 +466,13 @@ def models(settings: Settings, remote: bool) -> None:
         async with open_client(settings) as client:
             return await client.models()
 
-    stdout().print(remote_models_table(run(settings, go)))
+    listed = run(settings, go)
+    if as_json:
+        echo_json(
+            [{**m.model_dump(mode="json"), "kind": remote_kind(m.id, MODELS)} for m in listed]
+        )
+    else:
+        show(remote_models_table(listed, MODELS))
 
 
 @cli.command()
@@ -405,6 +498,10 @@ def emulator(settings: Settings, host: str, port: int, time_scale: float) -> Non
             f"Ctrl-C stops it.",
             err=True,
         )
+
+    import anyio
+
+    from ._offline import serve_until_cancelled
 
     async def go() -> None:
         await serve_until_cancelled(

@@ -14,21 +14,23 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 
-from .. import AsyncGPTunnel
-from ..poll_state import load_poll_state, save_poll_state
-from ..poller import BatchResult, BatchRun, PollerOptions, generate_many
 from ._inputs import Defaults, Format, read_requests
-from ._output import BatchProgress
-from ._session import describe
+from ._output import BatchProgress, describe
+
+if TYPE_CHECKING:  # the SDK loads when a batch runs, not when ``gptunnel --help`` does
+    from .. import AsyncGPTunnel
+    from ..poller import BatchResult, BatchRun, PollerOptions
 
 JOURNAL_NAME = ".gptunnel-journal.sqlite"
 POLL_STATE_NAME = ".gptunnel-poll-state.json"  # beside the journal: what the schedule learned
 MANIFEST_NAME = "manifest.jsonl"
 _REFRESH_SECONDS = 0.25
+#: Failure reasons kept for the summary line (every one is in the manifest).
+FIRST_FAILURES = 3
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class BatchOptions:
     defaults: Defaults
     manifest: Path
     journal: Path | None
-    poller: PollerOptions = field(default_factory=PollerOptions)
+    poller: PollerOptions
     max_pending: int = 1000
     progress: bool = True
 
@@ -51,11 +53,16 @@ class BatchSummary:
     ok: int = 0
     failed: int = 0
     resumed: int = 0
+    #: ``(index, reason)`` of the first few failed requests, in the order they failed.
+    first_failures: list[tuple[int | None, str]] = field(default_factory=list)
 
 
 async def run_batch(client: AsyncGPTunnel, opts: BatchOptions, total: int) -> BatchSummary:
     """Run every request of ``opts.source``; returns the counts (the manifest has the rest)."""
     await anyio.Path(opts.out).mkdir(parents=True, exist_ok=True)
+    from ..poll_state import load_poll_state, save_poll_state
+    from ..poller import generate_many
+
     requests = read_requests(opts.source, opts.fmt, opts.defaults)
     summary = BatchSummary(total=total)
     poll_state = None if opts.journal is None else opts.journal.with_name(POLL_STATE_NAME)
@@ -82,6 +89,8 @@ async def run_batch(client: AsyncGPTunnel, opts: BatchOptions, total: int) -> Ba
             tg.start_soon(_refresh, run, bar, summary)
             async for result in run:
                 _write_line(manifest, result, opts.out)
+                if result.error is not None and len(summary.first_failures) < FIRST_FAILURES:
+                    summary.first_failures.append((result.index, describe(result.error)))
                 summary.done += 1
                 summary.ok += result.ok
                 summary.failed += not result.ok

@@ -8,9 +8,9 @@ thing a debug flag could do.
 from __future__ import annotations
 
 import logging
-import sys
+from collections.abc import Callable
 
-from .._logs import RedactingFilter, redact
+from .._logs import redact, stderr_handler
 
 
 class _KeyFilter(logging.Filter):
@@ -29,19 +29,25 @@ class _KeyFilter(logging.Filter):
         return True
 
 
-def enable_debug(secret: str | None) -> logging.Handler:
-    """Send ``gptunnel_async`` DEBUG records to stderr; returns the handler (to remove later)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactingFilter())
+def enable_debug(secret: str | None) -> Callable[[], None]:
+    """Send ``gptunnel_async`` DEBUG records to stderr; returns the function that undoes it.
+
+    While it is on, a ``GPTUNNEL_LOG`` handler is set aside (else every line would print twice).
+    """
+    handler = stderr_handler()
     handler.addFilter(_KeyFilter(secret))
     logger = logging.getLogger("gptunnel_async")
+    previous_level = logger.level
+    set_aside = [h for h in logger.handlers if getattr(h, "_gptunnel_env", False)]
+    for other in set_aside:
+        logger.removeHandler(other)
     logger.setLevel(logging.DEBUG)
     logger.addHandler(handler)
-    return handler
 
+    def undo() -> None:
+        logger.removeHandler(handler)
+        for other in set_aside:
+            logger.addHandler(other)
+        logger.setLevel(previous_level)
 
-def disable_debug(handler: logging.Handler) -> None:
-    logger = logging.getLogger("gptunnel_async")
-    logger.removeHandler(handler)
-    logger.setLevel(logging.NOTSET)
+    return undo

@@ -8,28 +8,23 @@ Exit codes: ``EXIT_ERROR`` (1) runtime/API errors; ``EXIT_USAGE`` (2) usage and 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
-import anyio
 import click
 
-from .. import (
-    AdaptivePolicy,
-    AsyncGPTunnel,
-    ConfigurationError,
-    GPTunnelError,
-    InvalidInputError,
-    SharedLimits,
-)
-from .._client import API_KEY_ENV
-from .._errors import APIConnectionError, APIStatusError, TaskFailedError, TaskTimeoutError
-from ..testing import offline_client
-from ..testing._offline import OFFLINE_TIME_SCALE
+from .._errors import APIConnectionError, APITimeoutError, GPTunnelError, InvalidInputError
 from ._interrupt import run_interruptibly, watch_creates
+from ._output import clean, describe, one_line
+
+if TYPE_CHECKING:
+    from .. import AsyncGPTunnel, SharedLimits
+
+# The SDK, anyio and the emulator are imported where they are used, not here, so that
+# ``gptunnel --help`` and usage errors start fast (see benchmarks/bench_startup.py).
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -38,11 +33,15 @@ EXIT_INTERRUPTED = 130
 
 T = TypeVar("T")
 
-DASHBOARD_HINT = (
-    "Get an API key in GPTunnel's dashboard (https://gptunnel.ru, section API), then pass "
-    f"--api-key or set {API_KEY_ENV}.\n"
-    'Or try it without a key against the built-in emulator: gptunnel --offline generate "a fox"'
-)
+
+def dashboard_hint() -> str:
+    from .._client import API_KEY_ENV
+
+    return (
+        "Get an API key in GPTunnel's dashboard (https://gptunnel.ru, section API), then pass "
+        f"--api-key or set {API_KEY_ENV}.\n"
+        'Or try it without a key against the built-in emulator: gptunnel --offline generate "a fox"'
+    )
 
 
 class CLIError(click.ClickException):
@@ -58,9 +57,9 @@ class CLIError(click.ClickException):
         return self.code
 
     def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"error: {self.message}", err=True)
+        click.echo(f"error: {clean(self.message)}", err=True)
         if self.hint:
-            click.echo(self.hint, err=True)
+            click.echo(clean(self.hint), err=True)
 
 
 @dataclass
@@ -77,6 +76,8 @@ class Settings:
 
     @property
     def key(self) -> str | None:
+        from .._client import API_KEY_ENV
+
         key = self.api_key if self.api_key is not None else os.environ.get(API_KEY_ENV)
         return key.strip() if key and key.strip() else None
 
@@ -86,7 +87,7 @@ class Settings:
             return None
         key = self.key
         if key is None:
-            raise CLIError("no API key", exit_code=EXIT_USAGE, hint=DASHBOARD_HINT)
+            raise CLIError("no API key", exit_code=EXIT_USAGE, hint=dashboard_hint())
         return key
 
 
@@ -96,7 +97,12 @@ async def open_client(
 ) -> AsyncIterator[AsyncGPTunnel]:
     """The client a command talks through: the emulator with ``--offline``, else the API
     (with ``limits`` shared with other processes through PostgreSQL)."""
+    from .. import AdaptivePolicy, AsyncGPTunnel, ConfigurationError
+
     if settings.offline:
+        from ..testing import offline_client
+        from ..testing._offline import OFFLINE_TIME_SCALE
+
         async with offline_client(time_scale=settings.clock_scale or OFFLINE_TIME_SCALE) as client:
             watch_creates(client)
             yield client
@@ -109,14 +115,32 @@ async def open_client(
     except ConfigurationError as exc:
         raise CLIError(str(exc), exit_code=EXIT_USAGE) from None
     watch_creates(client)  # Ctrl-C bounds its creates in flight
-    async with client:
-        yield client
+    try:
+        async with client:
+            yield client
+    except APIConnectionError as exc:  # say where it tried: a wrong port is the usual cause
+        raise CLIError(f"{unreachable(client.base_url, exc)}: {exc}") from None
+
+
+def unreachable(base_url: str, exc: APIConnectionError) -> str:
+    """``cannot reach 127.0.0.1:9``: the host and port tried (the scheme's default if none)."""
+    parts = urlsplit(base_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host = parts.hostname or "?"
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return (
+        f"no answer in time from {where}"
+        if isinstance(exc, APITimeoutError)
+        else f"cannot reach {where}"
+    )
 
 
 def run(
     settings: Settings, fn: Callable[[], Awaitable[T]], *, interrupted: str = "interrupted"
 ) -> T:
     """Run ``fn`` in a fresh event loop; SDK errors become ``CLIError``, Ctrl-C exit 130."""
+    import anyio
+
     try:
         return anyio.run(run_interruptibly, fn, backend=settings.backend)
     except BaseException as exc:  # unwrap task-group exception groups to what happened
@@ -145,31 +169,6 @@ def _leaves(exc: BaseException) -> Iterator[BaseException]:
 
 def exit_code_for(exc: GPTunnelError) -> int:
     """2 when the input or setup is wrong (nothing was sent), else 1."""
+    from .. import ConfigurationError
+
     return EXIT_USAGE if isinstance(exc, (InvalidInputError, ConfigurationError)) else EXIT_ERROR
-
-
-_SUMMARY = re.compile(r"^\S+ \S+ → HTTP \d+(?:, code -?\d+)?(?:: )?")
-
-
-def describe(exc: BaseException) -> str:
-    """One line for a user: ``402 Organization balance is too low to use API``."""
-    text = str(exc)
-    if isinstance(exc, APIStatusError) and exc.status_code is not None:
-        detail = _SUMMARY.sub("", text) or type(exc).__name__
-        return one_line(f"{exc.status_code} {detail}")
-    prefix = ""
-    if isinstance(exc, InvalidInputError):
-        prefix = "invalid input: "
-    elif isinstance(exc, TaskFailedError):
-        prefix = "task failed: "
-    elif isinstance(exc, TaskTimeoutError):
-        prefix = "timed out: "
-    elif isinstance(exc, APIConnectionError):
-        prefix = "no answer from the API: "
-    elif not isinstance(exc, GPTunnelError):
-        prefix = f"{type(exc).__name__}: "
-    return one_line(prefix + (text or type(exc).__name__))
-
-
-def one_line(text: str) -> str:
-    return " ".join(text.split())
