@@ -326,3 +326,16 @@ def test_batch_summary_lists_the_first_failures_then_how_many_more(tmp_path: Pat
 
 def test_a_usage_error_still_exits_2() -> None:
     assert invoke("generate").exit_code == EXIT_USAGE
+
+
+def test_without_rich_a_drawing_command_says_which_extra_is_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from gptunnel_async.cli import main
+
+    monkeypatch.setitem(sys.modules, "rich.table", None)  # as if rich were not installed
+    monkeypatch.setattr(_output, "stdout_is_terminal", lambda: True)
+    assert main(["models"]) == EXIT_USAGE
+    assert "needs the 'cli' extra (rich is missing)" in capsys.readouterr().err

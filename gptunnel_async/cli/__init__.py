@@ -18,17 +18,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``gptunnel``; returns the exit code (the script exits with it)."""
     try:
         from ._app import cli
+
+        cli.main(args=list(argv) if argv is not None else None, prog_name="gptunnel")
     except ImportError as exc:  # click/rich are an extra: say how to get them, not a traceback
+        package = (exc.name or "").split(".")[0]
+        if package not in ("click", "rich"):  # rich is imported only when something is drawn
+            raise
         import sys
 
         print(
-            f"error: the gptunnel command needs the 'cli' extra ({exc.name} is missing): "
+            f"error: the gptunnel command needs the 'cli' extra ({package} is missing): "
             'pip install "gptunnel-async[cli]"',
             file=sys.stderr,
         )
         return EXIT_USAGE
-    try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="gptunnel")
     except SystemExit as exit_:
         code = exit_.code
         return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_ERROR)
