@@ -19,7 +19,7 @@ from .._version import __version__
 from ..catalog import MODELS
 from ._batch import JOURNAL_NAME, MANIFEST_NAME
 from ._inputs import FORMATS, Defaults, InputFileError, detect_format, parse_params, scan
-from ._logging import enable_debug
+from ._logging import disable_debug, enable_debug
 from ._output import (
     balance_fields,
     catalogue_json,
@@ -98,7 +98,8 @@ def cli(
     settings = Settings(api_key, base_url, offline, verbose, backend, clock_scale)
     ctx.obj = settings
     if verbose:
-        ctx.call_on_close(enable_debug(settings.key))
+        handler = enable_debug(settings.key)
+        ctx.call_on_close(lambda: disable_debug(handler))
 
 
 def _extra(params: tuple[str, ...]) -> dict[str, Any]:

@@ -8,7 +8,6 @@ thing a debug flag could do.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from .._logs import redact, stderr_handler
 
@@ -29,25 +28,31 @@ class _KeyFilter(logging.Filter):
         return True
 
 
-def enable_debug(secret: str | None) -> Callable[[], None]:
-    """Send ``gptunnel_async`` DEBUG records to stderr; returns the function that undoes it.
+#: What each -v handler set aside, to put back when it is removed.
+_set_aside: dict[logging.Handler, tuple[list[logging.Handler], int]] = {}
+
+
+def enable_debug(secret: str | None) -> logging.Handler:
+    """Send ``gptunnel_async`` DEBUG records to stderr; returns the handler (to remove later).
 
     While it is on, a ``GPTUNNEL_LOG`` handler is set aside (else every line would print twice).
     """
     handler = stderr_handler()
     handler.addFilter(_KeyFilter(secret))
     logger = logging.getLogger("gptunnel_async")
-    previous_level = logger.level
-    set_aside = [h for h in logger.handlers if getattr(h, "_gptunnel_env", False)]
-    for other in set_aside:
+    others = [h for h in logger.handlers if getattr(h, "_gptunnel_env", False)]
+    _set_aside[handler] = (others, logger.level)
+    for other in others:
         logger.removeHandler(other)
     logger.setLevel(logging.DEBUG)
     logger.addHandler(handler)
+    return handler
 
-    def undo() -> None:
-        logger.removeHandler(handler)
-        for other in set_aside:
-            logger.addHandler(other)
-        logger.setLevel(previous_level)
 
-    return undo
+def disable_debug(handler: logging.Handler) -> None:
+    logger = logging.getLogger("gptunnel_async")
+    logger.removeHandler(handler)
+    others, level = _set_aside.pop(handler, ([], logging.NOTSET))
+    for other in others:
+        logger.addHandler(other)
+    logger.setLevel(level)
