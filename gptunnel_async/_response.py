@@ -22,6 +22,7 @@ from ._errors import (
     RateLimitError,
     status_error_class,
 )
+from ._json import UnsafeJSONError, load_json
 from ._logs import clip, redact, scrub
 from ._retry import parse_retry_after
 
@@ -42,12 +43,12 @@ def decode_json(content: bytes) -> Any:
     text = content.decode("utf-8", errors="replace")
     try:
         try:
-            doc = json.loads(text)
-        except ValueError:
-            doc = json.loads(_TRAILING_COMMA.sub(r"\1", text))
+            doc = load_json(text)
+        except json.JSONDecodeError:
+            doc = load_json(_TRAILING_COMMA.sub(r"\1", text))
         return _without_lone_surrogates(doc) if _SURROGATE_ESCAPE.search(text) else doc
-    except RecursionError:  # nesting deeper than the stack: not a document this API sends
-        failure = "JSON nested too deeply"
+    except UnsafeJSONError as exc:  # too deep, or an absurd number: not what this API sends
+        failure = f"JSON refused: {exc}"
     except json.JSONDecodeError as exc:
         failure = f"not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
     # Raised outside the handlers, so no __context__: a JSONDecodeError holds the whole body

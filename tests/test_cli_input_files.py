@@ -20,17 +20,11 @@ from click.testing import CliRunner, Result
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gptunnel_async._json import MAX_JSON_DEPTH, UnsafeJSONError, load_json
 from gptunnel_async.catalog import PROMPT_MAX_LEN
 from gptunnel_async.cli import EXIT_ERROR, EXIT_USAGE
 from gptunnel_async.cli._app import cli
-from gptunnel_async.cli._inputs import (
-    MAX_JSON_DEPTH,
-    MAX_LINE_CHARS,
-    InputFileError,
-    UnsafeJSONError,
-    load_json,
-    parse_params,
-)
+from gptunnel_async.cli._inputs import MAX_LINE_CHARS, InputFileError, parse_params
 from gptunnel_async.testing import Emulator, EmulatorConfig, run_in_thread
 
 KEY = "test-input-files-key-0001"

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from gptunnel_async import AsyncGPTunnel
+from gptunnel_async import AsyncGPTunnel, RateLimitError
 from gptunnel_async.otel import OpenTelemetry
 from gptunnel_async.testing import Emulator, EmulatorConfig, serve
 
@@ -98,7 +98,7 @@ async def test_a_failed_operation_is_an_error_span_without_the_key() -> None:
             KEY, base_url=server.url, max_retries=1, telemetry=recorded.telemetry
         ) as client,
     ):
-        with pytest.raises(Exception, match="429|rate"):
+        with pytest.raises(RateLimitError):
             await client.balance()
 
     (span,) = recorded.spans.get_finished_spans()

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import csv
 import json
-import math
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
+
+from .._json import UnsafeJSONError, load_json
 
 Format = Literal["txt", "csv", "jsonl"]
 FORMATS: tuple[Format, ...] = ("txt", "csv", "jsonl")
@@ -31,10 +31,6 @@ _BY_SUFFIX: dict[str, Format] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "j
 #: The longest line read (a row may carry an image as a data: URL; a line is never held whole
 #: beyond this, so a 200 MB line costs no more memory than this).
 MAX_LINE_CHARS = 16 * 1024 * 1024
-#: How deep a JSON row may nest (a request is a flat object; its extra fields rarely nest).
-MAX_JSON_DEPTH = 64
-#: The longest JSON number accepted, in characters (a seed has 20 digits at most).
-MAX_NUMBER_CHARS = 100
 
 
 class InputFileError(Exception):
@@ -172,50 +168,6 @@ def _jsonl_rows(path: Path, lines: Iterator[str]) -> Iterator[dict[str, Any]]:
         if not isinstance(value, dict):
             raise InputFileError(f"{path}:{number}: expected a JSON object")
         yield value
-
-
-class UnsafeJSONError(ValueError):
-    """Valid JSON that the CLI will not load: nested too deep, or a number too long."""
-
-
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
-_BRACKET = re.compile(r"[\[\]{}]")
-
-
-def load_json(text: str) -> Any:
-    """``json.loads`` with bounded nesting and number length, and no NaN or Infinity.
-
-    Python's parser recurses per level (``RecursionError`` at ~1,000) and refuses integers over
-    4,300 digits with a bare ``ValueError``; both are turned into ``UnsafeJSONError`` here,
-    before the parser sees the text.
-    """
-    depth = 0
-    for bracket in _BRACKET.findall(_STRING.sub("", text)):
-        depth += 1 if bracket in "[{" else -1
-        if depth > MAX_JSON_DEPTH:
-            raise UnsafeJSONError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-    return json.loads(
-        text, parse_int=_bounded_int, parse_float=_bounded_float, parse_constant=_no_constant
-    )
-
-
-def _bounded_int(digits: str) -> int:
-    if len(digits) > MAX_NUMBER_CHARS:
-        raise UnsafeJSONError(f"a number of {len(digits):,} digits (at most {MAX_NUMBER_CHARS})")
-    return int(digits)
-
-
-def _bounded_float(digits: str) -> float:
-    if len(digits) > MAX_NUMBER_CHARS:
-        raise UnsafeJSONError(f"a number of {len(digits):,} digits (at most {MAX_NUMBER_CHARS})")
-    value = float(digits)
-    if not math.isfinite(value):
-        raise UnsafeJSONError(f"the number {digits} is not finite as a float")
-    return value
-
-
-def _no_constant(name: str) -> Any:
-    raise UnsafeJSONError(f"{name} is not a number JSON allows")
 
 
 def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
