@@ -19,6 +19,7 @@ from .._version import __version__
 from ..catalog import MODELS
 from ._batch import JOURNAL_NAME, MANIFEST_NAME
 from ._inputs import FORMATS, Defaults, InputFileError, detect_format, parse_params, scan
+from ._interrupt import run_interruptibly
 from ._logging import disable_debug, enable_debug
 from ._output import (
     balance_fields,
@@ -510,7 +511,9 @@ def emulator(settings: Settings, host: str, port: int, time_scale: float) -> Non
         )
 
     try:
-        anyio.run(go, backend=settings.backend)
+        # Ctrl-C through the CLI's signal watcher: a bare KeyboardInterrupt surfaces as a
+        # CancelledError out of asyncio's loop on Python 3.10
+        anyio.run(run_interruptibly, go, backend=settings.backend)
     except KeyboardInterrupt:
         raise click.exceptions.Exit(EXIT_OK) from None
     except ValueError as exc:  # not a loopback host
