@@ -158,7 +158,7 @@ def test_result_of_an_unknown_task_offline_names_it_and_explains_offline() -> No
     assert result.exit_code == EXIT_ERROR
     first, *hint = result.stderr.strip().splitlines()
     assert first == "error: 404 Task not found (task 0123456789abcdef01234567)"
-    assert "fresh emulator for each command" in " ".join(hint)
+    assert "each command runs its own emulator" in " ".join(hint)
     assert "gptunnel emulator" in " ".join(hint)
 
 

@@ -119,9 +119,9 @@ _json_option = click.option(
 )
 
 OFFLINE_NOT_FOUND = (
-    "--offline starts a fresh emulator for each command, so a task made by an earlier command "
-    "does not exist in this one. To keep tasks between commands, run `gptunnel emulator` in "
-    "another shell and point GPTUNNEL_BASE_URL at it."
+    "With --offline each command runs its own emulator, which does not know the tasks of an "
+    "earlier command. To keep tasks between commands, run `gptunnel emulator` in another "
+    "shell and point GPTUNNEL_BASE_URL at it."
 )
 
 
