@@ -50,10 +50,17 @@ def parse_address(host: str) -> Address | None:
     return None
 
 
+def _translated_v4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 host a NAT64 or 6to4 address reaches, if it is one."""
+    if any(ip in net for net in _NAT64):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip.sixtofour
+
+
 def _embedded_v4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
-    """IPv4 addresses a 6to4 or Teredo address leads to (IPv4-compatible ``::a.b.c.d`` is
-    reserved, so refused on its own)."""
-    return [v4 for v4 in (ip.sixtofour, *(ip.teredo or ())) if v4 is not None]
+    """IPv4 addresses a Teredo address leads to (IPv4-compatible ``::a.b.c.d`` is reserved,
+    so refused on its own)."""
+    return list(ip.teredo or ())
 
 
 def _public(ip: Address) -> bool:
@@ -71,16 +78,19 @@ def _public(ip: Address) -> bool:
 def address_problem(ip: Address, *, allow_loopback: bool) -> str | None:
     """Why a connection to ``ip`` is refused ("a loopback address", ...), or None if it is not.
 
-    An IPv4-mapped address is judged as the IPv4 address it is; an IPv6 address that embeds
-    an IPv4 one (6to4, Teredo) must be public on both counts; a NAT64 address is judged by
-    the IPv4 host it reaches, which must be public.
+    An IPv4-mapped address is judged as the IPv4 address it is; a NAT64 or 6to4 address by
+    the IPv4 host it reaches, which must be public; a Teredo address must be public on both
+    counts.
     """
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
-        elif any(ip in net for net in _NAT64):
-            v4 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-            return None if _public(v4) else f"an address that embeds the non-public {v4}"
+        else:
+            # NAT64 and 6to4 lead to the IPv4 host they embed: judge that host (Python's own
+            # view of 2002::/16 changed in 3.13; the embedded address is what matters).
+            v4 = _translated_v4(ip)
+            if v4 is not None:
+                return None if _public(v4) else f"an address that embeds the non-public {v4}"
     if ip.is_loopback:
         return None if allow_loopback else "a loopback address"
     if not _public(ip):
