@@ -12,18 +12,26 @@ import contextlib
 import functools
 import os
 import resource
+import shutil
 import signal
 import socket
+import ssl
+import subprocess
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
+import anyio.abc
+import httpx
 import pytest
+from anyio.streams.tls import TLSListener
 from hostile_server import Request, hostile_server
 from scripted_answers import Answer, gzip_layers, port_of, scripted, trickle
 
 from gptunnel_async import AsyncGPTunnel, MediaTask, RetryPolicy
 from gptunnel_async._errors import (
+    APIConnectionError,
     APIResponseValidationError,
     DownloadError,
     DownloadTimeoutError,
@@ -31,7 +39,7 @@ from gptunnel_async._errors import (
     FileWriteError,
     UnsafeLinkError,
 )
-from gptunnel_async._links import LinkPolicy, address_problem, parse_address
+from gptunnel_async._links import CheckedTransport, LinkPolicy, address_problem, parse_address
 from gptunnel_async.download import DownloadDeadline, Downloader
 
 KEY = "sk-hostile-downloads-0001"
@@ -501,3 +509,67 @@ async def test_a_failing_download_never_blocks_the_next_one(tmp_path: Path) -> N
             await client.download(task_for("https://10.0.0.1/x.webp"), tmp_path)
         path = await client.download(task_for(f"{server.url}/f"), tmp_path)
     assert files(tmp_path) == [path.name]
+
+
+# -- https: the checked address is connected to, the link's name is verified -----------------
+
+
+def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for ``name`` only (no IP address in it), made with the openssl tool."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.mark.parametrize("served_name", ["files.example", "other.example"])
+@pytest.mark.anyio
+async def test_https_goes_to_the_checked_address_and_verifies_the_links_name(
+    tmp_path: Path, served_name: str
+) -> None:
+    cert, key = self_signed(tmp_path, served_name)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    seen: list[bytes] = []
+
+    async def serve_one(stream: anyio.abc.ByteStream) -> None:
+        async with stream:
+            with contextlib.suppress(Exception):  # a refused handshake ends here
+                seen.append(await stream.receive())
+                await stream.send(b"HTTP/1.1 200 OK\r\ncontent-type: image/webp\r\n"
+                                  b"content-length: %d\r\n\r\n" % len(WEBP) + WEBP)  # fmt: skip
+
+    tcp = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = tcp.extra(anyio.abc.SocketAttribute.local_port)
+    listener = TLSListener(tcp, server_ctx, standard_compatible=False)
+    resolver = TableResolver({"files.example": ["127.0.0.1"]})
+    transport = CheckedTransport(
+        LinkPolicy(allow_loopback=True),
+        resolver=resolver,
+        inner=httpx.AsyncHTTPTransport(verify=client_ctx),
+    )
+    async with (
+        listener,
+        anyio.create_task_group() as tg,
+        httpx.AsyncClient(transport=transport) as http,
+    ):
+        tg.start_soon(listener.serve, serve_one)
+        downloader = Downloader(http_client=http, retry_policy=RetryPolicy(max_retries=0))
+        url = f"https://files.example:{port}/a.webp"
+        if served_name == "files.example":
+            data, ext = await downloader.fetch_bytes(url)
+            assert (data, ext) == (WEBP, ".webp")
+            assert b"host: files.example" in seen[0].lower()
+        else:  # a certificate for another name is refused, though the address was fine
+            with pytest.raises(APIConnectionError, match="ConnectError"):
+                await downloader.fetch_bytes(url)
+            assert seen == []  # no request crossed the refused handshake
+        tg.cancel_scope.cancel()
+    assert resolver.lookups == ["files.example"]
