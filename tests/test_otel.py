@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from gptunnel_async import AsyncGPTunnel, RateLimitError
+from gptunnel_async import AsyncGPTunnel, Poller, PollerOptions, RateLimitError
 from gptunnel_async.otel import OpenTelemetry
 from gptunnel_async.testing import Emulator, EmulatorConfig, serve
 
@@ -110,3 +110,26 @@ async def test_a_failed_operation_is_an_error_span_without_the_key() -> None:
     ]
     assert sum(p.value for p in recorded.metric_points()["gptunnel.rate_limited"]) == 2
     assert KEY not in recorded.everything_as_text()
+
+
+async def test_a_poller_reports_tasks_in_flight_and_detection_windows() -> None:
+    recorded = _Recorded()
+    emulator = Emulator(EmulatorConfig(time_scale=200, api_keys={KEY}))
+    async with (
+        serve(emulator) as server,
+        AsyncGPTunnel(KEY, base_url=server.url, telemetry=recorded.telemetry) as client,
+    ):
+        tasks = [
+            await client.media.create(model="google-imagen-3", prompt=f"lighthouse {n}")
+            for n in range(3)
+        ]
+        async with Poller(client, PollerOptions(max_concurrency=4)) as poller:
+            for task in tasks:
+                poller.add(task)
+            results = [result async for result in poller]
+    assert all(result.ok for result in results)
+    points = recorded.metric_points()
+    assert sum(p.value for p in points["gptunnel.tasks.in_flight"]) == 0  # up by 3, down by 3
+    (histogram,) = points["gptunnel.task.detection_window"]
+    assert histogram.count == 3
+    assert histogram.min >= 0

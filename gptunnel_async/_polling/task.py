@@ -24,6 +24,7 @@ from typing import Any
 
 from .._errors import GPTunnelError, RateLimitError, TaskFailedError, TaskTimeoutError
 from .._retry import RetryPolicy, is_transient
+from .._telemetry import NO_TELEMETRY, Telemetry
 from ..types._status import TaskState, classify_status
 from .policy import PollPolicy, TaskHint, report_running
 
@@ -41,6 +42,8 @@ class PollRules:
     max_failures: float = math.inf
     #: How a caller picks the task up again after a timeout (ends the timeout's message).
     resume_hint: str = "poll it again by id to resume"
+    #: Told how long each finish took to detect (``Telemetry.task_detected``).
+    telemetry: Telemetry = NO_TELEMETRY
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,7 @@ class TaskPolling:
         state = state_of(task)
         if state is TaskState.DONE and self.origin_known:
             rules.policy.observe(self.model, self.last_running, elapsed)
+            rules.telemetry.task_detected(self.model, elapsed - self.last_running)
         if state is not TaskState.RUNNING:
             return self._concluded(task)
         if self.origin_known:

@@ -104,7 +104,10 @@ class Poller:
         self.options = options
         self.policy: PollPolicy = self.options.policy or client.poll_policy
         self._rules = PollRules(
-            self.policy, client.retry_policy, max_failures=self.options.max_poll_failures
+            self.policy,
+            client.retry_policy,
+            max_failures=self.options.max_poll_failures,
+            telemetry=client.telemetry,
         )
         self.stats = PollerStats()
         self.gate: Gate | None = None
@@ -157,6 +160,7 @@ class Poller:
         try:
             return await self._tg.__aexit__(exc_type, exc, tb)
         finally:
+            self._client.telemetry.tasks_in_flight(-len(self._entries))  # left unfinished
             if self._gate_exit is not None:
                 await self._gate_exit.aclose()
 
@@ -242,6 +246,7 @@ class Poller:
         entry = _Entry(polling, task_kind, tag)
         self._entries[task_id] = entry
         self.stats.added += 1
+        self._client.telemetry.tasks_in_flight(1)
         self._step(entry, polling.start(self._rules, now))
         return task_id
 
@@ -358,6 +363,7 @@ class Poller:
             return
         entry.done = True
         self._entries.pop(entry.polling.id, None)
+        self._client.telemetry.tasks_in_flight(-1)
         if isinstance(step.error, TaskTimeoutError):
             self.stats.timed_out += 1
         self.stats.yielded += 1

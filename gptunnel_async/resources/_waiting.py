@@ -57,6 +57,7 @@ async def wait_for_task(
         client.poll_policy,
         client.retry_policy,
         resume_hint=f"wait again, or resume later with {resume_hint}",
+        telemetry=client.telemetry,
     )
     now = anyio.current_time()
     origin = current.created_mono if current is not None else None
