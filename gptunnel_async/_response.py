@@ -25,6 +25,7 @@ from ._errors import (
 from ._json import UnsafeJSONError, load_json
 from ._logs import clip, redact, scrub
 from ._retry import parse_retry_after
+from .catalog import MODELS
 
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
@@ -155,8 +156,6 @@ def _close_matches(value: str, choices: list[str]) -> list[str]:
 
 
 def _known_models() -> list[str]:
-    from .catalog import MODELS
-
     return list(MODELS)
 
 

@@ -22,12 +22,14 @@ ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 
 #: From the bottom up. A group may import groups of lower layers only (never one beside it).
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("_logs", "_version", "_telemetry"),  # the ground: log redaction, version, telemetry seam
+    # The ground, importing nothing of the package: version, telemetry seam, bounded JSON,
+    # escaping for terminals, lazy imports, and the catalogue of models.
+    ("_version", "_telemetry", "_json", "_escape", "_imports", "catalog"),
+    ("_logs",),  # log redaction
     ("types", "_errors"),  # the models; the one exception module
     ("_retry",),  # when to retry, what is transient
     ("_inflate", "_links"),  # bounded decompression; which links are safe to fetch
     ("_response", "_images"),  # reading an API answer; turning an image into a URL
-    ("catalog",),  # what each model accepts, its duration prior
     ("_validation",),  # checks against the catalogue, before anything is sent
     ("_polling",),  # the polling core: policy, per-task state machine, request gate (no I/O)
     # Leaves with I/O that know nothing of the client: the client saves files with
