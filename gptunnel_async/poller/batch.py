@@ -46,6 +46,7 @@ from ..stores import (
     Claim,
     Journal,
     JournalLocation,
+    JournalRecord,
     State,
     body_digest,
     open_journal,
@@ -58,6 +59,8 @@ if TYPE_CHECKING:
     from .._client import AsyncGPTunnel
 
 _FIELDS = ("model", "prompt", "ar", "images", "tag")
+# How often a run sharing a journal, its input read, looks for work a dead run left.
+_SWEEP_INTERVAL = 1.0
 
 
 @dataclass(frozen=True)
@@ -102,10 +105,14 @@ class BatchProgress:
     ``resumed`` counts requests an earlier run had left in the journal: ``repolled`` of them
     were polled again, ``already_saved`` had their file on disk, the rest were reported as
     they stood (failed, or create outcome unknown). ``created`` counts creates of this run.
+    With a shared journal, ``elsewhere`` counts requests another live run is working on (their
+    results come out of that run), ``taken_over`` requests of runs that died, done here.
     """
 
     read: int = 0
     created: int = 0
+    elsewhere: int = 0
+    taken_over: int = 0
     resumed: int = 0
     repolled: int = 0
     already_saved: int = 0
@@ -158,6 +165,7 @@ async def generate_many(
     max_pending: int = 1000,
     create_retries: int = 3,
     journal: JournalLocation | None = None,
+    batch: str | None = None,
     download_to: str | os.PathLike[str] | None = None,
     download_concurrency: int | None = None,
 ) -> AsyncIterator[BatchRun]:
@@ -176,13 +184,16 @@ async def generate_many(
     results the input is read). ``create_retries`` applies only where re-sending is safe.
     ``journal`` (a path for the SQLite default, or a ``Journal``) makes the run resumable; it
     is taken for this run before anything else (``JournalInUseError`` if another live run has
-    it). ``download_to`` saves each file as its task finishes (``result.path``). When the run
-    is cancelled, creates already sent are allowed to finish (the client never abandons one)
-    and their task ids are journaled.
+    it). A ``postgresql://`` journal is shared by every run naming the same ``batch``: they
+    work the batch together (each request is claimed and created by one of them and comes out
+    of that run only) and take over the work of a run that dies. ``download_to`` saves each
+    file as its task finishes (``result.path``). When the run is cancelled, creates already
+    sent are allowed to finish (the client never abandons one) and their task ids are
+    journaled.
     """
     if max_pending < 1:
         raise InvalidInputError("max_pending must be >= 1")
-    store, owns_store = open_journal(journal) if journal is not None else (None, False)
+    store, owns_store = (None, False) if journal is None else open_journal(journal, batch=batch)
     try:
         if store is not None:  # first: a second run on this journal is refused at once
             await store.acquire()
@@ -255,14 +266,36 @@ class _Feeder(_Stage):
                     async for raw in source:
                         if self._poller.closed:  # the run's deadline passed: read no further
                             break
-                        while self._poller.pending + self._creating >= self._max_pending:
-                            await self._poller.wait_for_change()
-                        self._creating += 1
+                        await self._dispatch(send, index, raw)
                         self._progress.read += 1
-                        await send.send((index, raw))
                         index += 1
+                    await self._sweep(send)
         finally:
             self._poller.close()
+
+    async def _dispatch(
+        self, send: MemoryObjectSendStream[tuple[int, Any]], index: int, item: Any
+    ) -> None:
+        while self._poller.pending + self._creating >= self._max_pending:
+            await self._poller.wait_for_change()
+        self._creating += 1
+        await send.send((index, item))
+
+    async def _sweep(self, send: MemoryObjectSendStream[tuple[int, Any]]) -> None:
+        """A shared journal: once the input is read, take over the requests of runs that died,
+        and stay until no other live run has work left (it may die too)."""
+        take_over = getattr(self._journal, "take_over", None)
+        others_working = getattr(self._journal, "others_working", None)
+        if take_over is None or others_working is None:
+            return
+        while not self._poller.closed:
+            rows = await take_over(limit=self._max_pending)
+            for record, body in rows:
+                await self._dispatch(send, record.index, _TakenOver(record, body))
+            if not rows:
+                if not await others_working():
+                    return
+                await anyio.sleep(_SWEEP_INTERVAL)
 
     async def _create_worker(self, receive: MemoryObjectReceiveStream[tuple[int, Any]]) -> None:
         async with receive:
@@ -273,6 +306,9 @@ class _Feeder(_Stage):
                     self._creating -= 1
 
     async def _handle(self, index: int, raw: Any) -> None:
+        if isinstance(raw, _TakenOver):
+            await self._handle_taken_over(index, raw)
+            return
         tag = raw.get("tag") if isinstance(raw, Mapping) else getattr(raw, "tag", None)
         try:
             request = MediaRequest.coerce(raw)
@@ -324,10 +360,27 @@ class _Feeder(_Stage):
                 await self._journal.record(key, "created", task_id=task.id, kind=task.poll_kind)
         return task
 
+    async def _handle_taken_over(self, index: int, taken: _TakenOver) -> None:
+        """A request a run that died left behind (now this run's): send it if nothing of it
+        was sent, else continue it like any request an earlier run left."""
+        self._progress.taken_over += 1
+        request = MediaRequest.coerce(taken.body)
+        self._keys[index] = taken.record.key
+        if taken.record.state in CLAIMABLE_STATES:
+            task = await self._create(request.body(), taken.record.key, request, taken.body, index)
+            if task is not None:
+                self._add(task, request.tag, taken.body, index)
+            return
+        await self._resume(Claim(taken.record, won=False), request, taken.body, index)
+
     async def _resume(self, claim: Claim, request: MediaRequest, raw: Any, index: int) -> None:
         """Continue a request an earlier run left in the journal (it is not created again)."""
         assert self._journal is not None
         record = claim.record
+        if claim.elsewhere:  # a live run sharing this journal works on it: its result is there
+            self._progress.elsewhere += 1
+            self._keys.pop(index, None)
+            return
         self._progress.resumed += 1
 
         def report(error: GPTunnelError, **fields: Any) -> None:
@@ -336,7 +389,7 @@ class _Feeder(_Stage):
             )
             self._emit(result, raw, index)
 
-        if claim.elsewhere or record.state in CLAIMABLE_STATES:  # a live run holds it
+        if record.state in CLAIMABLE_STATES:  # held by this very run (not expected)
             report(JournalError(f"request #{record.index} is being run by {record.owner}"), id=None)
             return
         if record.state in ("sending", "unknown"):
@@ -391,6 +444,14 @@ class _Feeder(_Stage):
 
     def _emit(self, result: BatchResult, raw: Any, index: int) -> None:
         self._poller.add_result(replace(result, request=raw, index=index))
+
+
+@dataclass(frozen=True)
+class _TakenOver:
+    """A request of a run that died, taken over from a shared journal, with its create body."""
+
+    record: JournalRecord
+    body: dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,9 @@ T = TypeVar("T")
 SCHEMA_VERSION = 1
 _BATCH_RE = re.compile(r"^[\w.:@+/=-]{1,200}$")
 _COLUMNS = "key, idx, state, task_id, kind, url, path, error, owner"
-#: Rows a run that died may still have work in (the rest are final).
-_UNFINISHED = ("claimed", "sending", "created", "done")
+#: Rows whose run has work left in them: send, settle or poll. (A ``done`` row is final for a
+#: run that saves no files; a run that does saves it when it meets the request in its input.)
+_UNFINISHED = ("claimed", "sending", "created")
 
 
 def _schema_sql(s: str) -> str:
@@ -163,6 +164,8 @@ class PostgresJournal:
     # -- ownership ---------------------------------------------------------------------------
 
     async def acquire(self) -> None:
+        if self._conn is not None:  # taken already (by the caller, before generate_many)
+            return
         try:
             await self._thread(self._open)
         except DatabaseUnavailable as exc:
@@ -254,8 +257,8 @@ class PostgresJournal:
     # -- sharing -----------------------------------------------------------------------------
 
     async def take_over(self, limit: int = 100) -> list[tuple[JournalRecord, dict[str, Any]]]:
-        """Rows of runs that died with work left (claimed, sending, created, done), now this
-        run's, with each request's create body. Claimed rows come back ``claimed`` by this run
+        """Rows of runs that died with work left (claimed, sending, created), now this run's,
+        with each request's create body. Claimed rows come back ``claimed`` by this run
         (send them); the others as they were (poll, report, or save them)."""
         sql = f"""
             WITH gone AS (
