@@ -84,3 +84,36 @@ def test_offline_batch_refuses_shared_limits(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 2
     assert "--offline" in result.stderr
+
+
+def test_two_batch_commands_share_one_postgresql_journal(
+    tmp_path: Path, emulator: tuple[Emulator, str], pg_dsn: str
+) -> None:
+    """Two `gptunnel batch` on one input and one --journal postgresql://...: the batch is named
+    by its input, each prompt is created once, and each comes out of one of the two runs."""
+    import json
+    import threading
+
+    emu, url = emulator
+    source = _prompts(tmp_path, 16)
+    results: dict[str, Result] = {}
+
+    def run(name: str) -> None:
+        results[name] = invoke(
+            "--api-key", KEY, "--base-url", url, "--clock-scale", "200",
+            "batch", str(source), "-o", str(tmp_path / name), "--no-progress",
+            "--concurrency", "4", "--journal", pg_dsn,
+        )  # fmt: skip
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert all(r.exit_code == 0 for r in results.values()), [r.output for r in results.values()]
+    indexes = []
+    for name in ("a", "b"):
+        lines = (tmp_path / name / "manifest.jsonl").read_text("utf-8").splitlines()
+        indexes += [json.loads(line)["index"] for line in lines]
+    assert sorted(indexes) == list(range(16))
+    assert emu.counters.creates_total == 16

@@ -6,6 +6,8 @@ loop per invocation), so errors, Ctrl-C and exit codes are handled the same way 
 
 from __future__ import annotations
 
+import hashlib
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -239,8 +241,15 @@ def generate(
 @click.option("--deadline", type=click.FloatRange(min=0, min_open=True), help="Whole run, s.")
 @click.option(
     "--journal",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help=f"Resume journal (default: OUT/{JOURNAL_NAME}).",
+    metavar="PATH|URL",
+    help=f"Resume journal (default: OUT/{JOURNAL_NAME}); a postgresql:// URL is a journal "
+    "shared by every run of the batch, on any machine.",
+)
+@click.option(
+    "--batch",
+    "batch_name",
+    metavar="NAME",
+    help="A shared journal's batch (default: the input file's name and a hash of its content).",
 )
 @click.option("--no-journal", is_flag=True, help="Do not keep a journal (no resume).")
 @click.option(
@@ -270,7 +279,8 @@ def batch(
     max_pending: int,
     task_timeout: float | None,
     deadline: float | None,
-    journal: Path | None,
+    journal: str | None,
+    batch_name: str | None,
     no_journal: bool,
     manifest: Path | None,
     no_progress: bool,
@@ -291,10 +301,13 @@ def batch(
         total = scan(input_file, kind)
     except InputFileError as exc:
         raise CLIError(str(exc), exit_code=EXIT_USAGE) from None
+    where: Path | str | None = None if journal is None else _journal_location(journal)
     if no_journal:
-        journal = None
-    elif journal is None and not settings.offline:
-        journal = out / JOURNAL_NAME  # offline tasks die with the process: nothing to resume
+        where = None
+    elif where is None and not settings.offline:
+        where = out / JOURNAL_NAME  # offline tasks die with the process: nothing to resume
+    if isinstance(where, str) and batch_name is None:
+        batch_name = _batch_name(input_file)
     from ..poller import PollerOptions
     from ._batch import BatchOptions
 
@@ -304,7 +317,8 @@ def batch(
         out=out,
         defaults=defaults,
         manifest=manifest or out / MANIFEST_NAME,
-        journal=journal,
+        journal=where,
+        batch=batch_name,
         poller=PollerOptions(
             max_concurrency=concurrency,
             requests_per_second=None if shared else rps,  # with --limits: the shared budget
@@ -321,9 +335,11 @@ def batch(
         async with open_client(settings, limits=shared) as client:
             return await run_batch(client, opts, total)
 
-    hint = "interrupted: rerun the same command to resume" if journal else "interrupted"
+    hint = "interrupted: rerun the same command to resume" if where else "interrupted"
     summary = run(settings, go, interrupted=hint)
     resumed = f", {summary.resumed} from the journal" if summary.resumed else ""
+    if summary.elsewhere:
+        resumed += f", {summary.elsewhere} done by other runs of the batch"
     echo(
         f"{summary.ok} ok, {summary.failed} failed of {summary.total}{resumed}; "
         f"manifest: {opts.manifest}",
@@ -335,6 +351,18 @@ def batch(
         echo(f"  … and {summary.failed - len(summary.first_failures)} more", err=True)
     if summary.failed:
         raise CLIError(f"{summary.failed} of {summary.total} requests failed (see the manifest)")
+
+
+def _journal_location(text: str) -> Path | str:
+    """A journal file, or (a URL or libpq string) a shared journal's location, kept as text."""
+    conninfo = re.match(r"\s*(host|hostaddr|dbname|user|port|service)\s*=", text)
+    return text if "://" in text or conninfo else Path(text)
+
+
+def _batch_name(source: Path) -> str:
+    """A batch named by its input: the same file on every machine names the same batch."""
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    return f"{source.name}-{digest}"
 
 
 def _shared_limits(

@@ -40,8 +40,9 @@ class BatchOptions:
     out: Path
     defaults: Defaults
     manifest: Path
-    journal: Path | None
+    journal: Path | str | None  # a file, or a postgresql:// URL shared by several runs
     poller: PollerOptions
+    batch: str | None = None  # a shared journal's batch name
     max_pending: int = 1000
     progress: bool = True
 
@@ -53,6 +54,7 @@ class BatchSummary:
     ok: int = 0
     failed: int = 0
     resumed: int = 0
+    elsewhere: int = 0  # a shared batch: requests other runs did
     #: ``(index, reason)`` of the first few failed requests, in the order they failed.
     first_failures: list[tuple[int | None, str]] = field(default_factory=list)
 
@@ -65,7 +67,12 @@ async def run_batch(client: AsyncGPTunnel, opts: BatchOptions, total: int) -> Ba
 
     requests = read_requests(opts.source, opts.fmt, opts.defaults)
     summary = BatchSummary(total=total)
-    poll_state = None if opts.journal is None else opts.journal.with_name(POLL_STATE_NAME)
+    if opts.journal is None:
+        poll_state = None
+    elif isinstance(opts.journal, Path):
+        poll_state = opts.journal.with_name(POLL_STATE_NAME)
+    else:  # a shared journal: what this machine learned stays in its own folder
+        poll_state = opts.out / POLL_STATE_NAME
     policy = opts.poller.policy or client.poll_policy
     if poll_state is not None:  # the next run starts from what this one learned
         load_poll_state(policy, poll_state)
@@ -82,6 +89,7 @@ async def run_batch(client: AsyncGPTunnel, opts: BatchOptions, total: int) -> Ba
                 opts.poller,
                 max_pending=opts.max_pending,
                 journal=opts.journal,
+                batch=opts.batch,
                 download_to=opts.out,
             ) as run,
             anyio.create_task_group() as tg,
@@ -102,6 +110,7 @@ async def run_batch(client: AsyncGPTunnel, opts: BatchOptions, total: int) -> Ba
                     in_flight=run.poller.pending,
                 )
             tg.cancel_scope.cancel()
+            summary.elsewhere = run.progress.elsewhere
             bar.update(done=summary.done, ok=summary.ok, failed=summary.failed, in_flight=0)
     if poll_state is not None:
         save_poll_state(policy, poll_state)
