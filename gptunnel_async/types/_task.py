@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional, TypeVar, Union
+from typing import Any, ClassVar, Optional, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator
 
@@ -21,7 +21,7 @@ _T = TypeVar("_T", bound="TaskBase")
 class TaskBase(BaseModel):
     """Status handling and SDK bookkeeping shared by every task model."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(extra="allow", populate_by_name=True)
 
     id: str
     status: str = "idle"

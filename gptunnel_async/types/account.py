@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -13,7 +13,7 @@ from .media import to_aware_datetime
 class Balance(BaseModel):
     """``GET /v1/balance``: rubles; ``balance`` may be negative down to the credit limit."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(extra="allow", populate_by_name=True)
 
     org_id: Optional[str] = Field(default=None, alias="orgId")
     object: Optional[str] = None
@@ -29,7 +29,7 @@ class Balance(BaseModel):
 class LLMModel(BaseModel):
     """One entry of ``GET /v1/models`` (chat models and their per-token prices)."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True, protected_namespaces=())
+    model_config: ClassVar[ConfigDict] = ConfigDict(extra="allow", populate_by_name=True, protected_namespaces=())
 
     id: str
     object: Optional[str] = None
@@ -48,7 +48,7 @@ class LLMModel(BaseModel):
 class ModelList(BaseModel):
     """``GET /v1/models``: ``{"object": "list", "data": [...]}``."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config: ClassVar[ConfigDict] = ConfigDict(extra="allow")
 
     object: Optional[str] = None
     data: list[LLMModel] = Field(default_factory=list)
@@ -57,7 +57,7 @@ class ModelList(BaseModel):
 class GeneratedImage(BaseModel):
     """``POST /v1/media/generate``: the finished image at once (its link lives about 24 h)."""
 
-    model_config = ConfigDict(extra="allow", protected_namespaces=())
+    model_config: ClassVar[ConfigDict] = ConfigDict(extra="allow", protected_namespaces=())
 
     id: Optional[str] = None
     result: Optional[str] = None

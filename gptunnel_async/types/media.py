@@ -51,7 +51,7 @@ def to_aware_datetime(value: Any) -> Optional[datetime]:
 class SunoTrack(BaseModel):
     """One track of a Suno result."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config: ClassVar[ConfigDict] = ConfigDict(extra="allow")
 
     id: Optional[str] = None
     status: Optional[str] = None

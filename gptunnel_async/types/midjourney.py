@@ -37,7 +37,7 @@ def canonical_action(action: str) -> str:
 class Usage(BaseModel):
     """What a task cost (``total_cost`` in the organisation's currency)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config: ClassVar[ConfigDict] = ConfigDict(extra="allow")
 
     prompt_tokens: Optional[float] = None
     completion_tokens: Optional[float] = None
