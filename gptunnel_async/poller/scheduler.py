@@ -210,7 +210,8 @@ class Poller:
 
         A bare id (e.g. read back after a restart) is polled right away to learn its state;
         ``kind`` says which endpoint polls it (default ``"media"``). ``tag`` comes back on the
-        result. Returns the task id.
+        result. ``timeout`` overrides the options' ``task_timeout`` for this task (seconds from
+        its creation; from now for a bare id; ``0``: one poll). Returns the task id.
         """
         if self._closed:
             raise PollerClosedError("this poller is closed for new tasks")
