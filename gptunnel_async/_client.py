@@ -27,6 +27,7 @@ from ._inflate import ACCEPT_ENCODING, read_capped, undecodable
 from ._logs import logger, redact, register_secret, scrub, unregister_secret
 from ._polling.limits import current_slot
 from ._polling.policy import AdaptivePolicy, PollPolicy, follow_emulator_clock
+from ._polling.shared import SharedGate, key_fingerprint
 from ._response import body_failure, decode_json, error_from_response
 from ._retry import (
     RequestKind,
@@ -245,8 +246,6 @@ class AsyncGPTunnel:
 
     async def __aenter__(self) -> AsyncGPTunnel:
         if self.limits is not None and self._shared_exit is None:
-            from ._polling.shared import SharedGate, key_fingerprint
-
             stack = AsyncExitStack()
             fingerprint = key_fingerprint(self._api_key, self.base_url)
             self._shared_gate = await stack.enter_async_context(
@@ -302,8 +301,6 @@ class AsyncGPTunnel:
 
     def limits_fingerprint(self) -> str:
         """What shared limits store for this key and server: an HMAC, never the key."""
-        from ._polling.shared import key_fingerprint
-
         return key_fingerprint(self._api_key, self.base_url)
 
     @property
