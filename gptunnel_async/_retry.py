@@ -2,9 +2,9 @@
 
 The one rule that matters most: a create is billed and not idempotent, so it is retried only when
 the request *certainly* did not reach the server — the connection was never made (refused,
-connect timeout), no pooled connection was free (pool timeout), or the server answered 429 and so
-did not create anything. After a read timeout, a dropped connection or a 5xx the task may exist;
-the create is not re-sent and the error says so.
+connect timeout), no pooled connection was free (pool timeout), or the server answered that it
+did not act on it (429, 425). After a read timeout, a dropped connection, a 5xx, 408 or 409 the
+task may exist; the create is not re-sent and the error says so (``create_may_exist``).
 
 Delays come from ``backoff``'s wait generators and jitter (``backoff.expo``, ``full_jitter``).
 Its decorators are not used: their async variant sleeps with ``asyncio.sleep`` and so cannot run
@@ -137,12 +137,41 @@ def decide_on_exception(kind: RequestKind, exc: Exception) -> RetryDecision:
     return RetryDecision(True, name)
 
 
+#: Answers to a create that say the server did not act on it, so it may be sent again:
+#: 425 (Too Early: refused rather than risk a replay) and 429 (rate limited: nothing created) —
+#: both retried at once — and redirects that ask for the same request to be repeated at another
+#: address (301/302/307/308), which the server that answered therefore did not process (and
+#: which the SDK never follows: the key goes to no other host).
+_CREATE_NOT_PROCESSED = frozenset({301, 302, 307, 308, 425, 429})
+_CREATE_RETRY = frozenset({425, 429})
+
+
+def create_may_exist(status_code: int) -> bool:
+    """Whether a create answered ``status_code`` may have created (and billed) a task.
+
+    Only answers that say the request was not acted on are "certainly not created": the API's
+    own refusals (400, 401, 402, 403, 404, 422...) and ``_CREATE_NOT_PROCESSED``. Everything
+    else may follow a created task, so the create is reported, never re-sent:
+
+    - 5xx: a proxy may answer after the backend created the task;
+    - 408: RFC 9110 says the server did not receive the whole request, but gateways also answer
+      408 when the service behind them is slow (where 504 belongs), and a timeout is exactly
+      when a create may have landed;
+    - 409: a conflict with the current state — for a create, typically an identical request
+      already being processed, whose task may exist;
+    - other 3xx: 303 means "processed, see the answer elsewhere"; 300/304/305 make no sense
+      for a POST, so nothing can be concluded.
+    """
+    if status_code in _CREATE_NOT_PROCESSED:
+        return False
+    return status_code >= 500 or status_code in (408, 409) or 300 <= status_code < 400
+
+
 def decide_on_status(kind: RequestKind, status_code: int) -> RetryDecision:
-    """Retry an error status? Creates only on 429 (the server created nothing)."""
-    if status_code not in RETRYABLE_STATUSES:
-        return RetryDecision(False, f"HTTP {status_code}")
-    if kind is RequestKind.CREATE and status_code != 429:
-        # A 5xx may come from a proxy after the backend created the task; 408/409/425 did not
-        # get processed, but they are not retried for a create either (keep creates simple).
-        return RetryDecision(False, f"HTTP {status_code}", may_have_been_created=status_code >= 500)
-    return RetryDecision(True, f"HTTP {status_code}")
+    """Retry an error status? Reads: any of ``RETRYABLE_STATUSES``. Creates: see above."""
+    reason = f"HTTP {status_code}"
+    if kind is RequestKind.CREATE:
+        if status_code in _CREATE_RETRY:
+            return RetryDecision(True, reason)
+        return RetryDecision(False, reason, may_have_been_created=create_may_exist(status_code))
+    return RetryDecision(status_code in RETRYABLE_STATUSES, reason)

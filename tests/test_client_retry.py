@@ -23,6 +23,7 @@ from client_helpers import (
 from gptunnel_async import (
     APIConnectionError,
     APIResponseValidationError,
+    APIStatusError,
     APITimeoutError,
     InternalServerError,
     RateLimitError,
@@ -31,6 +32,7 @@ from gptunnel_async import (
 from gptunnel_async._retry import (
     RETRYABLE_STATUSES,
     RequestKind,
+    create_may_exist,
     decide_on_exception,
     decide_on_status,
     parse_retry_after,
@@ -41,7 +43,7 @@ from gptunnel_async.testing._http import Request, Response, json_response
 NOT_RESENT = "NOT re-sent"
 
 
-def _assert_says_it_may_exist(err: APIConnectionError | InternalServerError) -> None:
+def _assert_says_it_may_exist(err: APIConnectionError | APIStatusError) -> None:
     assert err.may_have_been_created is True
     text = str(err)
     assert "may exist" in text
@@ -128,14 +130,37 @@ async def test_create_5xx_is_not_resent(status: int) -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("status", [408, 409, 425])
-async def test_create_408_409_425_are_not_resent(status: int) -> None:
+@pytest.mark.parametrize("status", [303, 408, 409])
+async def test_create_303_408_409_may_exist_and_are_not_resent(status: int) -> None:
     async with emulated() as (emu, client):
         emu.faults.script(CREATE_ROUTE, [status])
-        with pytest.raises(Exception) as info:  # noqa: PT011
+        with pytest.raises(APIStatusError) as info:
             await client.media.create(model="yandex-art", prompt="4xx create")
-    assert getattr(info.value, "status_code", None) == status
+    assert info.value.status_code == status
+    _assert_says_it_may_exist(info.value)
     assert emu.counters.requests_by_route[CREATE_ROUTE] == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+async def test_create_redirected_was_not_processed_and_is_not_followed(status: int) -> None:
+    async with emulated() as (emu, client):
+        emu.faults.script(CREATE_ROUTE, [(status, {"Location": "https://elsewhere.example/"})])
+        with pytest.raises(APIStatusError) as info:
+            await client.media.create(model="yandex-art", prompt="redirected create")
+    assert info.value.status_code == status
+    assert info.value.may_have_been_created is False
+    assert emu.counters.requests_by_route[CREATE_ROUTE] == 1
+
+
+@pytest.mark.anyio
+async def test_create_425_was_not_processed_and_is_retried() -> None:
+    async with emulated() as (emu, client):
+        emu.faults.script(CREATE_ROUTE, [425])
+        task = await client.media.create(model="yandex-art", prompt="too early")
+    assert task.id
+    assert emu.counters.requests_by_route[CREATE_ROUTE] == 2
+    assert emu.counters.creates_by_prompt["too early"] == 1
 
 
 @pytest.mark.anyio
@@ -455,10 +480,21 @@ def test_reads_retry_every_retryable_status(status: int) -> None:
 
 
 @pytest.mark.parametrize("status", sorted(RETRYABLE_STATUSES))
-def test_creates_retry_only_429(status: int) -> None:
+def test_creates_retry_only_429_and_425(status: int) -> None:
     decision = decide_on_status(RequestKind.CREATE, status)
-    assert decision.retry is (status == 429)
-    assert decision.may_have_been_created is (status >= 500)
+    assert decision.retry is (status in (425, 429))
+    assert decision.may_have_been_created is (status >= 500 or status in (408, 409))
+
+
+@pytest.mark.parametrize(
+    ("status", "may_exist"),
+    [(301, False), (302, False), (303, True), (304, True), (307, False), (308, False),
+     (400, False), (402, False), (404, False), (408, True), (409, True), (422, False),
+     (425, False), (429, False), (500, True), (504, True)],
+)  # fmt: skip
+def test_which_answers_to_a_create_may_follow_a_created_task(status: int, may_exist: bool) -> None:
+    assert create_may_exist(status) is may_exist
+    assert decide_on_status(RequestKind.CREATE, status).may_have_been_created is may_exist
 
 
 @pytest.mark.parametrize("kind", list(RequestKind))
