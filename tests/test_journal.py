@@ -22,6 +22,7 @@ from gptunnel_async import (
     AsyncGPTunnel,
     CreateOutcomeUnknownError,
     GPTunnelError,
+    NotFoundError,
     PollerOptions,
     TaskFailedError,
     generate_many,
@@ -29,7 +30,7 @@ from gptunnel_async import (
 from gptunnel_async._errors import JournalError, JournalInUseError
 from gptunnel_async.poller.results import BatchResult
 from gptunnel_async.stores import SQLiteJournal, State, body_digest
-from gptunnel_async.testing import DurationDist, Emulator, EmulatorConfig, serve
+from gptunnel_async.testing import DurationDist, Emulator, EmulatorConfig, offline_client, serve
 
 pytestmark = pytest.mark.anyio
 SCALE = 200.0
@@ -416,3 +417,21 @@ async def test_a_full_disk_fails_its_requests_one_line_each_and_the_batch_goes_o
             again = [r async for r in run]
     assert all(r.ok for r in again) and len(files(tmp_path)) == 6
     assert sum(emu.counters.creates_by_prompt.values()) == 6
+
+
+async def test_an_offline_emulator_with_a_state_file_knows_an_earlier_process_tasks(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "emulator-tasks.jsonl"
+    async with offline_client(time_scale=SCALE, state_file=state) as client:
+        task = await client.media.create(model=MODEL, prompt="kept across processes")
+    (tmp_path / "torn.jsonl").write_text(state.read_text() + '{"id": "cut sh')
+    async with offline_client(time_scale=SCALE, state_file=state) as client:
+        done = await client.media.wait(task.id, timeout=30)
+        path = await client.download(done, tmp_path / "out/")
+    assert done.status == "done" and path.stat().st_size > 0
+    async with offline_client(time_scale=SCALE, state_file=tmp_path / "torn.jsonl") as client:
+        assert (await client.media.result(task.id)).id == task.id  # a torn last line is skipped
+    async with offline_client(time_scale=SCALE) as client:  # no state: a fresh emulator
+        with pytest.raises(NotFoundError):
+            await client.media.result(task.id)

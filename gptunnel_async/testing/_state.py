@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -100,6 +101,8 @@ class TaskStore:
         self.wallet_balance = config.wallet_balance
         self._machine = self.rng.getrandbits(40)
         self._counter = self.rng.getrandbits(24)
+        #: Called with each new task before its create is answered (``TaskFile`` saves it).
+        self.on_create: Callable[[Task], None] | None = None
 
     def get(self, task_id: str) -> Task | None:
         return self.tasks.get(task_id)
@@ -155,4 +158,6 @@ class TaskStore:
             **extra,
         )
         self.tasks[task.id] = task
+        if self.on_create is not None:
+            self.on_create(task)
         return task
