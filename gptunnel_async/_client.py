@@ -518,14 +518,18 @@ class AsyncGPTunnel:
         # A per-request timeout (e.g. the blocking /media/generate); else the client's own.
         extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         slot = current_slot()  # a poller's gate slot learns when this request really leaves
-        if slot is not None:
-            extra["extensions"] = {"trace": slot.trace}
+        # A create is journaled as on the wire when its headers start to go out (httpcore's
+        # trace), so a connection refused or a kill while connecting never counts; a transport
+        # that may not report it gets the create only once the journal has it.
+        traced = write_ahead is not None and self._reports_sends(url)
+        if slot is not None or traced:
+            extra["extensions"] = {"trace": _SendTrace(slot, write_ahead if traced else None)}
         started = time.perf_counter()
         failure: tuple[GPTunnelError, RetryDecision] | None = None
         async with self._gate():
             if slot is not None:  # queued behind our own limiter: a 429 may have come since
                 await slot.gate.wait_out_pause()
-            if write_ahead is not None:  # every local wait is behind us: journal, then send
+            if write_ahead is not None and not traced:  # every local wait is behind us
                 await write_ahead.on_wire()
                 while slot is not None and slot.gate.paused_until > anyio.current_time():
                     await write_ahead.not_sent()  # a 429 came meanwhile: wait it out first
@@ -603,6 +607,17 @@ class AsyncGPTunnel:
             raise _Retryable(error, decision.reason, parse_retry_after(response.headers))
         raise error
 
+    def _reports_sends(self, url: str) -> bool:
+        """Whether the transport for ``url`` calls httpcore's ``trace`` hook as a request goes
+        out: httpx's own does; any other may not, and then a create's write-ahead must not
+        wait for it."""
+        pick = getattr(self._http, "_transport_for_url", None)
+        try:
+            transport = pick(httpx.URL(url)) if pick is not None else None
+        except Exception:
+            return False
+        return type(transport) is httpx.AsyncHTTPTransport
+
     def _past_deadline(
         self, method: str, path: str, task_id: str | None, bound: float
     ) -> tuple[GPTunnelError, RetryDecision]:
@@ -637,6 +652,24 @@ class AsyncGPTunnel:
         )
         logger.debug("%s %s failed: %s", method, path, decision.reason)
         return error, decision
+
+
+class _SendTrace:
+    """httpcore's ``trace`` hook for one attempt: tells the gate slot when the request left,
+    and journals a create as on the wire just before its headers are written."""
+
+    __slots__ = ("slot", "write_ahead")
+
+    def __init__(self, slot: Any, write_ahead: WriteAhead | None) -> None:
+        self.slot = slot
+        self.write_ahead = write_ahead
+
+    async def __call__(self, event: str, info: object) -> None:
+        if self.slot is not None:
+            await self.slot.trace(event, info)
+        if self.write_ahead is not None and event.endswith("send_request_headers.started"):
+            write_ahead, self.write_ahead = self.write_ahead, None  # once per attempt
+            await write_ahead.on_wire()
 
 
 class _Retryable(Exception):

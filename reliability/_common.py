@@ -71,6 +71,10 @@ def magic_ok(data: bytes, ext: str) -> bool:
     return False
 
 
+#: Files a batch keeps beside its results (hidden ones, like the journal, are skipped too).
+BOOKKEEPING = frozenset({"manifest.jsonl"})
+
+
 def check_files(folder: Path, tasks: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Every final file in ``folder``: a known task, whole (size and magic). Temp files too."""
     whole = bad = unknown = 0
@@ -78,8 +82,8 @@ def check_files(folder: Path, tasks: dict[str, dict[str, Any]]) -> dict[str, Any
     names = sorted(folder.iterdir()) if folder.exists() else []
     temps = [p.name for p in names if p.name.endswith(".part")]
     for path in names:
-        if path.name.endswith(".part"):
-            continue
+        if path.name.endswith(".part") or path.name.startswith(".") or path.name in BOOKKEEPING:
+            continue  # temporaries are counted; the journal and the manifest are not results
         info = tasks.get(path.stem)
         if info is None:
             unknown += 1

@@ -82,11 +82,38 @@ class _Counters(Counters):
             self.violation_lags.append(round(now - last, 4))
 
 
+CREATE_PATH = "/v1/media/create"
+
+
+class _Faults(Faults):
+    """Faults whose random 5xx and drops can spare creates (``faulty_creates = False``).
+
+    A create answered 5xx or dropped is reported "outcome unknown" by design; the kill campaign
+    turns that off so that every unknown it sees comes from a kill.
+    """
+
+    faulty_creates = True
+
+    def decide(self, method: str, path: str, now: float, *, is_file: bool = False) -> Any:
+        if self.faulty_creates or path != CREATE_PATH:
+            return super().decide(method, path, now, is_file=is_file)
+        saved = self.drop_rate, self.drop_after_rate, self.error_rate
+        self.drop_rate = self.drop_after_rate = self.error_rate = 0.0
+        try:
+            return super().decide(method, path, now, is_file=is_file)
+        finally:
+            self.drop_rate, self.drop_after_rate, self.error_rate = saved
+
+
 class CampaignEmulator(Emulator):
-    """An emulator with the ``/_rel/*`` control route and dead links on demand."""
+    """An emulator with the ``/_rel/*`` control route, dead links on demand, and a log of every
+    create (prompt, arrival, answer and when: ``monotonic`` times, comparable across processes
+    on one machine) so a campaign can tell which creates were on the wire at a kill."""
 
     def __init__(self, config: EmulatorConfig) -> None:
         super().__init__(config)
+        self.faults = _Faults(config.seed)
+        self.create_log: list[dict[str, Any]] = []
         self._install_store(0.0)
 
     def _install_store(self, rate: float) -> None:
@@ -100,7 +127,18 @@ class CampaignEmulator(Emulator):
         if request.path.startswith("/_rel/"):
             body = json.loads(request.body or b"{}")
             return json_response(self.control(request.path[len("/_rel/") :], body))
-        return await super().handle(request)
+        if request.path != CREATE_PATH:
+            return await super().handle(request)
+        try:
+            prompt = json.loads(request.body).get("prompt")
+        except (ValueError, AttributeError):
+            prompt = None
+        entry: dict[str, Any] = {"prompt": prompt, "arrived": time.monotonic()}
+        self.create_log.append(entry)
+        answer = await super().handle(request)
+        entry["answered"] = time.monotonic()
+        entry["status"] = getattr(answer, "status", "drop")
+        return answer
 
     def control(self, op: str, body: dict[str, Any]) -> Any:
         c = self.counters
@@ -109,7 +147,12 @@ class CampaignEmulator(Emulator):
                 self.config.seed = int(body["seed"])
             self.reset()
             self._install_store(0.0)
+            self.create_log.clear()
             return {"ok": True}
+        if op == "create_log":
+            return self.create_log
+        if op == "pauses":  # every 429 answered: (monotonic time, Retry-After)
+            return list(c.sent_429)
         if op == "config":
             for key in ("time_scale", "link_ttl"):
                 if key in body:

@@ -181,28 +181,41 @@ def generate(
     """Generate one PROMPT and save the file; prints its path."""
     extra = _extra(params)
     settings.require_key()
+    created: list[str] = []  # the task id, printed the moment the create is answered
 
     async def go() -> tuple[Any, Path]:
         import anyio
 
         async with open_client(settings) as client:
             with status(f"generating with {model}…"), explained(settings):
-                task = await client.media.generate(
-                    model=model,
-                    prompt=prompt,
-                    ar=ar,
-                    images=list(images) or None,
-                    timeout=timeout,
-                    **extra,
+                task = await client.media.create(
+                    model=model, prompt=prompt, ar=ar, images=list(images) or None, **extra
                 )
+                created.append(task.id)  # no await between the answer and this line
+                click.echo(f"created task {task.id}", err=True)
+                task = await client.media.wait(task, timeout=timeout)
                 await anyio.Path(out).mkdir(parents=True, exist_ok=True)
                 return task, await client.download(task, out)
 
-    task, path = run(settings, go)
+    try:
+        task, path = run(settings, go)
+    except CLIError as exc:  # failed or timed out after the create: the task is paid for
+        told = f"gptunnel wait {created[0]}" in f"{exc.message} {exc.hint}" if created else True
+        if not told and not settings.offline:
+            exc.hint = "\n".join(filter(None, [exc.hint, _wait_hint(created[0], out)]))
+        raise
+    except click.exceptions.Exit:  # interrupted ("interrupted" is printed already)
+        if created and not settings.offline:
+            click.echo(_wait_hint(created[0], out), err=True)
+        raise
     if as_json:
         echo_json({"task_id": task.id, "path": str(path), "url": getattr(task, "url", None)})
     else:
         echo(str(path))
+
+
+def _wait_hint(task_id: str, out: Path) -> str:
+    return f"task {task_id} was created (and billed); get it with: gptunnel wait {task_id} -o {out}"
 
 
 @cli.command()
@@ -304,8 +317,8 @@ def batch(
     where: Path | str | None = None if journal is None else _journal_location(journal)
     if no_journal:
         where = None
-    elif where is None and not settings.offline:
-        where = out / JOURNAL_NAME  # offline tasks die with the process: nothing to resume
+    elif where is None:  # offline too: the emulator's tasks are kept beside the journal
+        where = out / JOURNAL_NAME
     if isinstance(where, str) and batch_name is None:
         batch_name = _batch_name(input_file)
     from ..poller import PollerOptions
@@ -330,14 +343,15 @@ def batch(
     )
 
     async def go() -> Any:
-        from ._batch import run_batch
+        from ._batch import emulator_state, run_batch
 
-        async with open_client(settings, limits=shared) as client:
+        state = emulator_state(where) if isinstance(where, Path) else None
+        async with open_client(settings, limits=shared, emulator_state=state) as client:
             return await run_batch(client, opts, total)
 
     hint = "interrupted: rerun the same command to resume" if where else "interrupted"
     summary = run(settings, go, interrupted=hint)
-    resumed = f", {summary.resumed} from the journal" if summary.resumed else ""
+    resumed = f"; {summary.journal_note()}" if summary.resumed else ""
     if summary.elsewhere:
         resumed += f", {summary.elsewhere} done by other runs of the batch"
     echo(

@@ -236,13 +236,16 @@ class BatchProgress:
         if self._progress is not None:
             self._progress.stop()
 
-    def update(self, *, done: int, ok: int, failed: int, in_flight: int | None = None) -> None:
+    def update(
+        self, *, done: int, ok: int, failed: int, in_flight: int | None = None, note: str = ""
+    ) -> None:
+        """``note`` (e.g. what a resumed batch found in its journal) replaces the title."""
         if self._progress is None or self._task is None:
             return
         fields: dict[str, Any] = {"ok": ok, "failed": failed}
         if in_flight is not None:
             fields["in_flight"] = in_flight
-        self._progress.update(self._task, completed=done, **fields)
+        self._progress.update(self._task, completed=done, description=note or "batch", **fields)
 
 
 def _progress_bar(total: int) -> tuple[Progress, TaskID]:

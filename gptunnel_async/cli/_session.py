@@ -11,6 +11,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -93,17 +94,19 @@ class Settings:
 
 @asynccontextmanager
 async def open_client(
-    settings: Settings, *, limits: SharedLimits | None = None
+    settings: Settings, *, limits: SharedLimits | None = None, emulator_state: Path | None = None
 ) -> AsyncIterator[AsyncGPTunnel]:
     """The client a command talks through: the emulator with ``--offline``, else the API
-    (with ``limits`` shared with other processes through PostgreSQL)."""
+    (with ``limits`` shared with other processes through PostgreSQL). Offline, the emulator
+    keeps its tasks in ``emulator_state`` when given, for a rerun to find them."""
     from .. import AdaptivePolicy, AsyncGPTunnel, ConfigurationError
 
     if settings.offline:
         from ..testing import offline_client
         from ..testing._offline import OFFLINE_TIME_SCALE
 
-        async with offline_client(time_scale=settings.clock_scale or OFFLINE_TIME_SCALE) as client:
+        scale = settings.clock_scale or OFFLINE_TIME_SCALE
+        async with offline_client(time_scale=scale, state_file=emulator_state) as client:
             watch_creates(client)
             yield client
         return

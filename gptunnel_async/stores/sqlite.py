@@ -15,19 +15,18 @@ through one worker thread at a time (one connection, in order).
 
 from __future__ import annotations
 
-import datetime
 import os
 import sqlite3
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
 from .._errors import JournalError, JournalInUseError
+from ._lock import OwnerLock
 from .journal import (
     CLAIMABLE_STATES,
     Claim,
@@ -66,7 +65,7 @@ class SQLiteJournal:
         self.owner = new_owner_id()
         self._durable = durable
         self._conn: sqlite3.Connection | None = None
-        self._lock: IO[str] | None = None
+        self._lock = OwnerLock(self.path.with_name(self.path.name + ".lock"))
         self._limiter: anyio.CapacityLimiter | None = None
 
     def __repr__(self) -> str:
@@ -74,7 +73,7 @@ class SQLiteJournal:
 
     @property
     def lock_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".lock")
+        return self._lock.path
 
     # -- ownership ---------------------------------------------------------------------------
 
@@ -102,28 +101,15 @@ class SQLiteJournal:
         self._conn = conn
 
     def _take_lock(self) -> None:
-        handle = open(self.lock_path, "a+", encoding="utf-8")  # noqa: SIM115 (held until close)
-        if not _try_lock(handle):
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
+        holder = self._lock.acquire()
+        if holder is not None:
             raise JournalInUseError(
                 f"the journal {str(self.path)!r} is in use by {holder}; wait for that run to "
                 "finish (or stop it), or give this run another journal"
             )
-        handle.seek(0)
-        handle.truncate()
-        started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-        program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
-        host = self.owner.split(":")[0]
-        handle.write(f"pid {os.getpid()} ({program}) on {host}, since {started}")
-        handle.flush()
-        self._lock = handle
 
     def _drop_lock(self) -> None:
-        handle, self._lock = self._lock, None
-        if handle is not None:
-            handle.close()  # closing the descriptor releases the lock
+        self._lock.release()
 
     async def aclose(self) -> None:
         conn, self._conn = self._conn, None
@@ -250,20 +236,3 @@ class SQLiteJournal:
         if self._conn is None:
             await anyio.to_thread.run_sync(self._open, limiter=self._limiter)
         return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
-
-
-def _try_lock(handle: IO[str]) -> bool:
-    """An exclusive, non-blocking OS lock on ``handle``; False if another process holds it."""
-    try:
-        if sys.platform == "win32":
-            import msvcrt
-
-            handle.seek(0)
-            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-        else:
-            import fcntl
-
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False
-    return True

@@ -143,12 +143,23 @@ async def serve(
     async def on_connection(stream: anyio.abc.SocketStream) -> None:
         await _serve_connection(emulator, stream, default_host)
 
+    async def run_until(stop: anyio.Event) -> None:
+        # A server does not die with its client: a cancellation of the block (Ctrl-C in an
+        # --offline command, whose emulator shares its process) reaches the block's body, not
+        # the requests being answered, which finish; the server stops when the block ends.
+        with anyio.CancelScope(shield=True):
+            async with anyio.create_task_group() as inner:
+                inner.start_soon(listener.serve, on_connection)
+                await stop.wait()
+                inner.cancel_scope.cancel()
+
+    stop = anyio.Event()
     async with listener, anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, on_connection)
+        tg.start_soon(run_until, stop)
         try:
             yield server
         finally:
-            tg.cancel_scope.cancel()
+            stop.set()
 
 
 @contextmanager
