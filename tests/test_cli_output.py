@@ -277,9 +277,10 @@ def test_a_timeout_says_how_to_pick_the_task_up_with_the_cli(tmp_path: Path) -> 
     with run_in_thread(_slow()) as url:
         result = online(url, "generate", "a fox", "--timeout", "0.2", "-o", str(tmp_path))
     assert result.exit_code == EXIT_ERROR
-    line = result.stderr.strip()
+    created, line = result.stderr.strip().splitlines()  # the id comes first, at its create
     assert line.startswith("error: timed out: task ")
     task_id = line.split()[4]
+    assert created == f"created task {task_id}"
     assert f"gptunnel wait {task_id}" in line
     assert "client." not in line
 
