@@ -29,7 +29,9 @@ class Balance(BaseModel):
 class LLMModel(BaseModel):
     """One entry of ``GET /v1/models`` (chat models and their per-token prices)."""
 
-    model_config: ClassVar[ConfigDict] = ConfigDict(extra="allow", populate_by_name=True, protected_namespaces=())
+    model_config: ClassVar[ConfigDict] = ConfigDict(
+        extra="allow", populate_by_name=True, protected_namespaces=()
+    )
 
     id: str
     object: Optional[str] = None
