@@ -92,4 +92,5 @@ def benchmarks(session: nox.Session) -> None:
     quick = ["--quick", "--only", "requests,scale,throughput,limits,shared"]
     session.run(PY, "benchmarks/run_all.py", *quick)
     session.run(PY, "benchmarks/sim_policy.py", "--seeds", "1", "--tasks", "200")
+    session.run(PY, "benchmarks/sim_learning.py", "--quick")  # ~1 min, deterministic
     session.run(PY, "benchmarks/bound.py")

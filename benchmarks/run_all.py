@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ALL = ["requests", "sweep", "scale", "throughput", "limits", "shared"]
+ALL = ["requests", "learning", "sweep", "scale", "throughput", "limits", "shared"]
 
 
 def main() -> int:

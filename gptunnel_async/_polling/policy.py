@@ -31,6 +31,7 @@ _MIN_SECONDS = 0.05
 _MAX_SECONDS = 4 * 3600.0
 _N_BINS = math.ceil(math.log10(_MAX_SECONDS / _MIN_SECONDS) * _BINS_PER_DECADE)
 _UNSEEN = 0.5  # share of each finish spread over its bracket regardless of the estimate
+_BRACKET_SHARE = 0.2  # ... of which this much between two looks, for a while after a drift
 _REACH = 4.0  # ... over the bracket's top factor 4 (also how far below its first poll a probe goes)
 _FIRST_LOOK_MEMORY = 32.0  # tasks over which the share done at their first look is tracked
 _DRIFT_MEMORY = 0.97  # the drift test's sums age by this per finish (~30 tasks)
@@ -77,6 +78,7 @@ class DurationModel:
         "_prior",
         "_prior_kept",
         "_prior_survival",
+        "_relearn_until",
         "_schedule",
         "_settled_at",
         "_survival",
@@ -128,6 +130,7 @@ class DurationModel:
         self.drifts = 0  # how often a drift was detected (and old records forgotten)
         self._prior_kept = 1.0  # the prior's weight left after drifts
         self._settled_at = _DRIFT_SETTLE  # finishes seen before the drift test may fire
+        self._relearn_until = 0  # ... and until which old records are distrusted after one
         self._dirty = 0
 
     def _expose(self, since: float, until: float, weight: float = 1.0) -> None:
@@ -180,6 +183,7 @@ class DurationModel:
         settled = self.observed >= self._settled_at
         if self.forget_on_drift and settled and off > max(_DRIFT_MIN, _DRIFT_ALARM * math.sqrt(v)):
             self._settled_at = self.observed + _DRIFT_SETTLE
+            self._relearn_until = self.observed + 2 * _DRIFT_SETTLE
             self._inc /= _DRIFT_KEEP  # the new records count 1/_DRIFT_KEEP times the old
             self._prior_kept *= _DRIFT_KEEP
             self._drift = [0.0, 0.0, 0.0]
@@ -253,6 +257,11 @@ class DurationModel:
         if total <= 0:
             return first, floor
         unseen = self.unseen * _surprise(self.first_done)
+        if lower > 0 and self.observed < self._relearn_until:
+            # after a drift, a bracket between two looks is never shared by the estimate
+            # alone: a wide one (polled sparsely because the old estimate put little there)
+            # would only ever confirm the old shape
+            unseen = max(unseen, self.unseen * _BRACKET_SHARE)
         return first, [
             (1 - unseen) * e / total + unseen * f for e, f in zip(estimate, floor, strict=True)
         ]
