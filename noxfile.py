@@ -9,6 +9,7 @@ suite on every other CPython the package claims (3.10, 3.12, 3.13), each in a ve
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -94,3 +95,34 @@ def benchmarks(session: nox.Session) -> None:
     session.run(PY, "benchmarks/sim_policy.py", "--seeds", "1", "--tasks", "200")
     session.run(PY, "benchmarks/sim_learning.py", "--quick")  # ~1 min, deterministic
     session.run(PY, "benchmarks/bound.py")
+
+
+@nox.session(python=False, name="typing-public")
+def typing_public(session: nox.Session) -> None:
+    """``pyright --verifytypes``: every public symbol of the package must be fully typed (100 %).
+
+    Users' type checkers see what pyright sees here; one unannotated attribute makes a whole
+    class "partially unknown" for them. The venv's bin goes first on PATH so pyright resolves
+    the dependencies (httpx, pydantic) from the same environment the tests run in.
+    """
+    here = str(Path.cwd())
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(Path(PY).parent), os.environ.get("PATH", "")]),
+        "PYTHONPATH": here,
+    }
+    cmd = [PY, "-m", "pyright", "--verifytypes", "gptunnel_async", "--ignoreexternal"]
+    as_json = [*cmd, "--outputjson"]
+    session.log(" ".join(as_json))
+    out = subprocess.run(as_json, capture_output=True, text=True, env=env, check=False)
+    try:
+        report = json.loads(out.stdout)["typeCompleteness"]
+    except (ValueError, KeyError):
+        session.error(f"pyright gave no report:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
+    if not Path(report["packageRootDirectory"]).is_relative_to(here):
+        session.error(f"pyright checked {report['packageRootDirectory']}, not this checkout")
+    score = report["completenessScore"]
+    session.log(f"public symbols fully typed: {score:.1%}")
+    if score < 1:
+        subprocess.run(cmd, env=env, check=False)  # the readable findings
+        session.error(f"type completeness {score:.1%} < 100 %")

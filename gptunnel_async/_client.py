@@ -199,10 +199,12 @@ class AsyncGPTunnel:
             raise ConfigurationError(f"create_deadline must be > 0 seconds, got {create_deadline}")
         self._api_key = key.strip()
         register_secret(self._api_key)
-        self.base_url = _normalise_base_url(_chosen_base_url(base_url))
-        self.retry_policy = retry_policy or RetryPolicy(max_retries=max_retries)
+        self.base_url: str = _normalise_base_url(_chosen_base_url(base_url))
+        self.retry_policy: RetryPolicy = retry_policy or RetryPolicy(max_retries=max_retries)
         self.max_connections = max_connections
-        self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self.timeout: httpx.Timeout = (
+            timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        )
         #: The total time a create may take once sent (``None``: one connect + write + read).
         self.create_deadline = create_deadline
         self._creates_in_flight: set[anyio.CancelScope] = set()

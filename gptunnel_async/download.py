@@ -168,7 +168,7 @@ class Downloader:
         deadline: DownloadDeadline | None = None,
         resolver: Resolver | None = None,
     ) -> None:
-        self.link_policy = link_policy or LinkPolicy()
+        self.link_policy: LinkPolicy = link_policy or LinkPolicy()
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             timeout=timeout,
@@ -176,9 +176,9 @@ class Downloader:
             trust_env=False,  # a proxy would connect on our behalf, past the address check
             transport=CheckedTransport(self.link_policy, resolver=resolver),
         )
-        self.retry_policy = retry_policy or RetryPolicy(max_retries=3)
+        self.retry_policy: RetryPolicy = retry_policy or RetryPolicy(max_retries=3)
         self.max_bytes = max_bytes
-        self.deadline = deadline or DownloadDeadline()
+        self.deadline: DownloadDeadline = deadline or DownloadDeadline()
 
     async def aclose(self) -> None:
         if self._owns_http:

@@ -123,7 +123,7 @@ class RequestGate:
         self.min_recovery_rate = min_recovery_rate
         self.default_pause = default_pause
         self.max_pause = max_pause
-        self.stats = GateStats()
+        self.stats: GateStats = GateStats()
         self._slots = anyio.Semaphore(max_concurrency)
         self._in_flight = 0
         self._start_lock = anyio.Lock()

@@ -131,7 +131,7 @@ class BatchRun:
 
     def __init__(self, poller: Poller, receive: MemoryObjectReceiveStream[BatchResult]) -> None:
         self.poller = poller
-        self.progress = BatchProgress()
+        self.progress: BatchProgress = BatchProgress()
         self._receive = receive
 
     def __aiter__(self) -> BatchRun:

@@ -64,12 +64,12 @@ class PollerStats:
     __slots__ = ("added", "failed_polls", "polls", "rate_limited", "timed_out", "yielded")
 
     def __init__(self) -> None:
-        self.added = 0
-        self.polls = 0
-        self.failed_polls = 0
-        self.rate_limited = 0
-        self.yielded = 0
-        self.timed_out = 0
+        self.added: int = 0
+        self.polls: int = 0
+        self.failed_polls: int = 0
+        self.rate_limited: int = 0
+        self.yielded: int = 0
+        self.timed_out: int = 0
 
 
 class Poller:
@@ -109,7 +109,7 @@ class Poller:
             max_failures=self.options.max_poll_failures,
             telemetry=client.telemetry,
         )
-        self.stats = PollerStats()
+        self.stats: PollerStats = PollerStats()
         self.gate: Gate | None = None
         self._gate_exit: AsyncExitStack | None = None
         self._heap: list[tuple[float, int, _Entry]] = []

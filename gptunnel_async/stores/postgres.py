@@ -147,9 +147,9 @@ class PostgresJournal:
 
     def __init__(self, dsn: str, batch: str, *, schema: str = "gptunnel") -> None:
         self.dsn = dsn
-        self.batch = check_batch(batch)
-        self.schema = check_schema(schema)
-        self.owner = new_owner_id()
+        self.batch: str = check_batch(batch)
+        self.schema: str = check_schema(schema)
+        self.owner: str = new_owner_id()
         self._conn: Any = None
         self._life: Any = None
         self._limiter: anyio.CapacityLimiter | None = None

@@ -61,8 +61,8 @@ class SQLiteJournal:
     """A journal in one SQLite file (see the module docstring for ownership and durability)."""
 
     def __init__(self, path: str | os.PathLike[str], *, durable: bool = False) -> None:
-        self.path = Path(path)
-        self.owner = new_owner_id()
+        self.path: Path = Path(path)
+        self.owner: str = new_owner_id()
         self._durable = durable
         self._conn: sqlite3.Connection | None = None
         self._lock = OwnerLock(self.path.with_name(self.path.name + ".lock"))

@@ -43,10 +43,10 @@ class Emulator:
     :class:`EmulatorTransport`, steer it with ``faults``, and inspect ``counters``."""
 
     def __init__(self, config: EmulatorConfig | None = None) -> None:
-        self.config = config if config is not None else EmulatorConfig()
-        self.faults = Faults(self.config.seed)
-        self.store = TaskStore(self.config, self.faults)
-        self.counters = Counters(
+        self.config: EmulatorConfig = config if config is not None else EmulatorConfig()
+        self.faults: Faults = Faults(self.config.seed)
+        self.store: TaskStore = TaskStore(self.config, self.faults)
+        self.counters: Counters = Counters(
             self.store, grace=self.config.retry_after_grace, max_arrivals=self.config.max_arrivals
         )
         self.internal_errors: list[Exception] = []

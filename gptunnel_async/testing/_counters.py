@@ -29,18 +29,18 @@ class Counters:
         self.reset()
 
     def reset(self) -> None:
-        self.requests_total = 0
-        self.api_requests_total = 0
+        self.requests_total: int = 0
+        self.api_requests_total: int = 0
         self.requests_by_route: Counter[str] = Counter()
         self.requests_by_task: Counter[str] = Counter()
         self.responses_by_status: Counter[int] = Counter()
-        self.creates_total = 0
+        self.creates_total: int = 0
         self.creates_by_prompt: Counter[str] = Counter()
         self.creates_by_route: Counter[str] = Counter()
         self.drops = 0
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.retry_after_violations = 0
+        self.in_flight: int = 0
+        self.max_in_flight: int = 0
+        self.retry_after_violations: int = 0
         self.sent_429: deque[tuple[float, float | None]] = deque(maxlen=100_000)
         self._arrivals = array("d")
         self._pending_429: deque[tuple[float, float]] = deque()

@@ -68,24 +68,24 @@ class Faults:
     """
 
     def __init__(self, seed: int | None = None) -> None:
-        self.rng = random.Random(seed)
+        self.rng: random.Random = random.Random(seed)
         self._scripts: list[_Script] = []
         self.reset()
 
     def reset(self) -> None:
         """Back to a fault-free emulator (scripts and bursts cleared)."""
-        self.task_failure_rate = 0.0
-        self.never_finish_rate = 0.0
+        self.task_failure_rate: float = 0.0
+        self.never_finish_rate: float = 0.0
         self.failure_reasons: tuple[str, ...] = DEFAULT_REASONS
         # rename statuses in answers, e.g. {"processing": "running", "failed": "error"}
         self.status_names: dict[str, str] = {}
-        self.error_rate = 0.0
+        self.error_rate: float = 0.0
         self.error_statuses: tuple[int, ...] = (500, 502, 503)
         self.include_files = False
-        self.drop_rate = 0.0
-        self.drop_after_rate = 0.0
-        self.slow_rate = 0.0
-        self.slow_delay = 30.0
+        self.drop_rate: float = 0.0
+        self.drop_after_rate: float = 0.0
+        self.slow_rate: float = 0.0
+        self.slow_delay: float = 30.0
         self.latency: float | tuple[float, float] = 0.0
         self.rate_limit_rps: float | None = None
         self.rate_limit_burst: float | None = None

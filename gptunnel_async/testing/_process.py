@@ -52,9 +52,9 @@ class EmulatorProcess:
         cwd: str | Path | None = None,
     ) -> None:
         base = [sys.executable, "-m", "gptunnel_async.testing", "--port", "0"]
-        self.command = [*(command if command is not None else base), *args]
+        self.command: list[str] = [*(command if command is not None else base), *args]
         self.cwd = cwd
-        self.url = ""
+        self.url: str = ""
         self._proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> EmulatorProcess:

@@ -94,11 +94,11 @@ class TaskStore:
         self.config = config
         self.faults = faults
         seed = None if config.seed is None else config.seed + 1
-        self.rng = random.Random(seed)
+        self.rng: random.Random = random.Random(seed)
         self.tasks: dict[str, Task] = {}
         self.actions: dict[tuple[str, str, str], str] = {}  # MJ (parent, action, args) -> child
-        self.org_balance = config.org_balance
-        self.wallet_balance = config.wallet_balance
+        self.org_balance: float = config.org_balance
+        self.wallet_balance: float = config.wallet_balance
         self._machine = self.rng.getrandbits(40)
         self._counter = self.rng.getrandbits(24)
         #: Called with each new task before its create is answered (``TaskFile`` saves it).
