@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import unicodedata
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,6 +17,8 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gptunnel_async import AsyncGPTunnel
 from gptunnel_async.cli import EXIT_ERROR, EXIT_USAGE, _output
@@ -116,6 +119,22 @@ def test_clean_json_keeps_json_valid_and_the_value_exact() -> None:
     text = _output.clean_json(json.dumps(value, ensure_ascii=False, indent=2))
     assert_harmless(text)
     assert "\x7f" not in text
+    assert json.loads(text) == value
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_no_server_text_reaches_the_terminal_with_a_control_character(text: str) -> None:
+    shown = _output.clean(text)
+    assert not any(unicodedata.category(c) == "Cc" or c in "\u2028\u2029\u202e" for c in shown)
+    assert _output.clean(shown) == shown  # printable text is left as it is
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.recursive(st.text(), lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner)))
+def test_json_output_is_harmless_and_decodes_to_the_same_value(value: Any) -> None:
+    text = _output.clean_json(json.dumps(value, ensure_ascii=False, indent=2))
+    assert not any(unicodedata.category(c) == "Cc" and c not in "\n" for c in text)
     assert json.loads(text) == value
 
 
