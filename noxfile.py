@@ -1,5 +1,6 @@
-"""Developer tasks: tests on asyncio and on trio, lint (ruff), types (mypy --strict), and a
-quick run of the benchmarks (that they still run; their figures come from full runs).
+"""Developer tasks: tests on asyncio and on trio, lint (ruff), types (mypy --strict), the public
+API's type completeness (pyright --verifytypes, ``typing-public``), and a quick run of the
+benchmarks (that they still run; their figures come from full runs).
 
 ``nox`` runs them all; ``nox -s tests-trio`` runs one. Most sessions run in the environment nox
 itself is installed in (``pip install -e ".[dev]"``, Python 3.11). ``tests-quick`` runs a quick
