@@ -57,10 +57,22 @@ def tests_trio(session: nox.Session) -> None:
     _tests(session, "trio")
 
 
+#: End-to-end scenario files the quick suites leave to the full run (minutes each, and about
+#: the machine and the SDK's behaviour, not the interpreter).
+_SCENARIOS = (
+    "test_reliability.py",
+    "test_readme.py",
+    "test_examples_apps.py",
+    "test_quickstart_command.py",
+)
+
+
 @nox.session(python=False, name="tests-quick")
 @nox.parametrize("version", OTHER_PYTHONS)
 def tests_quick(session: nox.Session, version: str) -> None:
-    """A quick suite (asyncio, no tests marked slow) on another supported CPython, in its venv."""
+    """A quick suite on another supported CPython, in its venv: every unit and API test on
+    asyncio; the end-to-end scenarios (campaigns, README, examples, the quick start) stay on
+    the main interpreter's full run."""
     venv = Path(".nox") / f"quick-{version}"
     python = str(venv / "bin" / "python")
     if not Path(python).exists():
@@ -69,6 +81,7 @@ def tests_quick(session: nox.Session, version: str) -> None:
     session.run(python, "-m", "pip", "install", "-q", "-e", ".[dev]")
     session.run(
         python, "-m", "pytest", "-q", "-x", "-m", "not slow", "-p", "no:cacheprovider",
+        *(f"--ignore=tests/{name}" for name in _SCENARIOS),
         *session.posargs, env={"GPTUNNEL_TEST_BACKENDS": "asyncio"},
     )  # fmt: skip
 
