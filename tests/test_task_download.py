@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from client_helpers import emulated
 
-from gptunnel_async import AsyncGPTunnel
+from gptunnel_async import AsyncGPTunnel, generate_many
 from gptunnel_async.types._task import TaskBase
 from gptunnel_async.types.media import MediaTask
 
@@ -113,3 +113,19 @@ async def test_an_unbound_task_says_how_to_download_it() -> None:
     task = MediaTask.model_validate({"id": "abc", "status": "done", "url": "https://x/y.png"})
     with pytest.raises(RuntimeError, match=r"client\.download"):
         await task.download("out/")
+
+
+async def test_a_batch_saves_every_track_of_a_suno_song(tmp_path: Path) -> None:
+    requests = [
+        {"model": "suno", "prompt": "a folk song"},
+        {"model": "suno", "prompt": "a sea shanty"},
+    ]
+    async with (
+        emulated() as (_, client),
+        generate_many(client, requests, download_to=tmp_path) as run,
+    ):
+        results = [result async for result in run]
+    assert all(result.ok for result in results), [result.error for result in results]
+    for result in results:
+        assert result.path == tmp_path / f"{result.id}_track1.mp3"
+        assert (tmp_path / f"{result.id}_track2.mp3").stat().st_size > 0

@@ -195,7 +195,7 @@ def generate(
                 click.echo(f"created task {task.id}", err=True)
                 task = await client.media.wait(task, timeout=timeout)
                 await anyio.Path(out).mkdir(parents=True, exist_ok=True)
-                return task, await client.download(task, out)
+                return task, await task.download(out)  # every file (a Suno song: each track)
 
     try:
         task, path = run(settings, go)
@@ -460,7 +460,7 @@ def wait(
                 if out is None:
                     return (str(url) if url else None), None
                 await anyio.Path(out).mkdir(parents=True, exist_ok=True)
-                return (str(url) if url else None), await client.download(task, out)
+                return (str(url) if url else None), await task.download(out)
 
     url, path = run(settings, go)
     if as_json:

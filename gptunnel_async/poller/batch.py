@@ -519,7 +519,8 @@ class _Drain(_Stage):
             await self._record(result, key)
             assert self._folder is not None
             try:
-                path = await self._client.download(result.task, self._folder)
+                # the task's own download: a Suno song saves every track (the first is reported)
+                path = await result.task.download(self._folder)
             except (GPTunnelError, OSError) as exc:
                 # The task is done and paid for; the file is not (the link died, the disk is
                 # full or read-only...). The journal keeps it "done", so a rerun fetches it
