@@ -385,14 +385,18 @@ def test_batch_killed_with_sigkill_resumes_without_creating_twice(tmp_path: Path
         )
         creates = dict(emu.counters.creates_by_prompt)
 
-    assert creates == dict.fromkeys(prompts, 1), "a prompt was created twice (or never)"
+    assert all(count == 1 for count in creates.values()), "a prompt was created twice"
     lines = manifest(out)
     assert sorted(line["index"] for line in lines) == list(range(len(prompts)))  # type: ignore[type-var]
     assert any(line["resumed"] for line in lines)
-    # A create cut off between sending and recording its answer has an unknown outcome: it is
-    # reported, never re-sent. At most --max-pending creates can be in that state.
+    # A create cut off between journaling it as sent and recording its answer has an unknown
+    # outcome: it is reported, never re-sent. At most --max-pending creates can be in that
+    # state, and only those may be missing at the server (killed after the journal write,
+    # before the bytes left: write-ahead always leaves that window).
     unknown = [line for line in lines if line["error_type"] == "CreateOutcomeUnknownError"]
     assert len(unknown) <= 3
+    never_created = set(prompts) - set(creates)
+    assert never_created <= {line["prompt"] for line in unknown}, "a prompt was never created"
     assert all(line["ok"] for line in lines if line not in unknown), rerun.stderr
     assert rerun.returncode == (EXIT_ERROR if unknown else 0), rerun.stderr
     files = sorted(p for p in out.iterdir() if not p.name.startswith(".") and p.suffix == ".webp")
