@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol
@@ -100,7 +100,48 @@ class GateStats:
     max_send_lag: float = 0.0
 
 
-class RequestGate:
+class SlotBookkeeping:
+    """What every gate keeps the same way: its counters, the requests holding a slot, the
+    429 pause in force, and the slot a running request can find (``current_slot``).
+
+    Gates differ in how a slot is granted (a local semaphore and budget, or a shared lease);
+    what holding one means is written here once.
+    """
+
+    def __init__(self) -> None:
+        self.stats: GateStats = GateStats()
+        self._in_flight = 0
+        self._paused_until = -math.inf
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def paused_until(self) -> float:
+        return self._paused_until
+
+    @contextmanager
+    def _holding(self, gate: Gate, started: float) -> Iterator[None]:
+        """Count one request as holding a slot of ``gate`` (this object) from ``started``."""
+        self._in_flight += 1
+        self.stats.requests += 1
+        self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
+        token = _CURRENT_SLOT.set(_Slot(gate, started))
+        try:
+            yield
+        finally:
+            _CURRENT_SLOT.reset(token)
+            self._in_flight -= 1
+
+    async def wait_out_pause(self) -> None:
+        """Sleep until any 429 pause is over (for a request that passed the gate before it)."""
+        # a loop, not an Event: a new 429 may extend the pause while we sleep
+        while (wait := self._paused_until - anyio.current_time()) > 0:  # noqa: ASYNC110
+            await anyio.sleep(wait)
+
+
+class RequestGate(SlotBookkeeping):
     """Shared limits for a poller's requests. Create inside the event loop that uses it."""
 
     def __init__(
@@ -123,15 +164,13 @@ class RequestGate:
         self.min_recovery_rate = min_recovery_rate
         self.default_pause = default_pause
         self.max_pause = max_pause
-        self.stats: GateStats = GateStats()
+        super().__init__()
         self._slots = anyio.Semaphore(max_concurrency)
-        self._in_flight = 0
         self._start_lock = anyio.Lock()
         self._starts: deque[float] = deque()
         self._window_cap = math.floor(requests_per_second) if requests_per_second else 0
         if requests_per_second is not None and self._window_cap < 1:
             self._window_cap = 1
-        self._paused_until = -math.inf
         self._dyn_rate: float | None = None  # slow-start rate after a 429, None = unthrottled
         self._dyn_since = 0.0
         self._last_start = -math.inf
@@ -144,34 +183,13 @@ class RequestGate:
         self._send_lag = 0.0
         self._episode_rate = 0.0  # the rate flowing when the current run of 429s began
 
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
-    @property
-    def paused_until(self) -> float:
-        return self._paused_until
-
     @asynccontextmanager
     async def slot(self, kind: RequestKind = RequestKind.READ) -> AsyncIterator[None]:
         """Hold one request slot: waits for concurrency, rate budget and any 429 pause."""
         async with self._slots:
             started = await self._wait_for_start()
-            self._in_flight += 1
-            self.stats.requests += 1
-            self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
-            token = _CURRENT_SLOT.set(_Slot(self, started))
-            try:
+            with self._holding(self, started):
                 yield
-            finally:
-                _CURRENT_SLOT.reset(token)
-                self._in_flight -= 1
-
-    async def wait_out_pause(self) -> None:
-        """Sleep until any 429 pause is over (for a request that passed the gate before it)."""
-        # a loop, not an Event: a new 429 may extend the pause while we sleep
-        while (wait := self._paused_until - anyio.current_time()) > 0:  # noqa: ASYNC110
-            await anyio.sleep(wait)
 
     def note_send_lag(self, lag: float) -> None:
         """How long a request took from passing the gate to leaving; widens the rate window."""

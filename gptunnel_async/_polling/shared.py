@@ -40,7 +40,7 @@ from ._pg_limits import (
     LimitsListener,
     describe_dsn,
 )
-from .limits import _CURRENT_SLOT, GateStats, RequestGate, _Slot
+from .limits import RequestGate, SlotBookkeeping
 
 _RETRY_FULL = 0.25  # re-ask this often while the shared bound is full (a dead member's leases)
 # New leases are granted only for starts this close: nobody holds a lease long before using it.
@@ -162,7 +162,7 @@ class _Waiter:
         self.start = 0.0
 
 
-class SharedGate:
+class SharedGate(SlotBookkeeping):
     """The gate interface (``slot``, ``rate_limited``, ``paused_until``...) over PostgreSQL.
 
     Use as ``async with SharedGate(limits, fingerprint) as gate:``; ``local_concurrency``
@@ -173,7 +173,7 @@ class SharedGate:
         self, limits: SharedLimits, fingerprint: str, *, local_concurrency: int | None = None
     ) -> None:
         self.limits = limits
-        self.stats = GateStats()
+        super().__init__()
         self.coordinator = CoordinatorStats()
         self._key = fingerprint
         self._member = secrets.token_hex(8)
@@ -192,8 +192,6 @@ class SharedGate:
         self._pause_reports: list[float] = []
         self._held = 0  # leases in use by this process's slots
         self._reported_held = 0
-        self._in_flight = 0
-        self._paused_until = -math.inf
         self._pause_gen = 0
         self._members = 1
         self._clock = _ClockMap()
@@ -252,14 +250,6 @@ class SharedGate:
     # -- the gate interface --
 
     @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
-    @property
-    def paused_until(self) -> float:
-        return self._paused_until
-
-    @property
     def members(self) -> int:
         """Processes sharing this key's limits, as last seen."""
         return self._members
@@ -276,20 +266,8 @@ class SharedGate:
                 stack.callback(self._release)
             else:  # the database is away: polls go on within this process's share
                 await stack.enter_async_context(self._fallback_gate().slot())
-            self._in_flight += 1
-            self.stats.requests += 1
-            self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
-            token = _CURRENT_SLOT.set(_Slot(self, anyio.current_time()))
-            try:
+            with self._holding(self, anyio.current_time()):
                 yield
-            finally:
-                _CURRENT_SLOT.reset(token)
-                self._in_flight -= 1
-
-    async def wait_out_pause(self) -> None:
-        """Sleep until any 429 pause (this process's or another's) is over."""
-        while (wait := self._paused_until - anyio.current_time()) > 0:  # noqa: ASYNC110
-            await anyio.sleep(wait)
 
     def rate_limited(self, retry_after: float | None) -> None:
         """A 429 came: pause here at once, and tell every other process through the database."""
