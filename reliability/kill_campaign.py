@@ -41,6 +41,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,7 @@ def _journal_rows(path: Path) -> dict[str, tuple[str, str]]:
     """Every row as another process sees it (what the killed run left durable)."""
     if not path.exists():
         return {}
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
         rows = conn.execute("SELECT key, state, body FROM requests").fetchall()
     return {key: (state, json.loads(body).get("prompt")) for key, state, body in rows}
 

@@ -81,6 +81,7 @@ class SQLiteJournal:
         await self._run(lambda: None)
 
     def _open(self) -> None:
+        conn: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._take_lock()
@@ -96,6 +97,8 @@ class SQLiteJournal:
             # orphans, free to claim (``claimed``/``rejected``) or to take over (the rest).
             conn.execute("UPDATE requests SET owner=NULL WHERE owner IS NOT NULL")
         except (OSError, sqlite3.Error) as exc:
+            if conn is not None:  # e.g. not a SQLite file: close it, not leave it to the GC
+                conn.close()
             self._drop_lock()
             raise JournalError(f"cannot open the journal {str(self.path)!r}: {exc}") from None
         self._conn = conn
