@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import platform
 import sys
-from collections.abc import Iterable, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +134,36 @@ def machine_note() -> str:
         f"Python {platform.python_version()}, httpx {httpx.__version__}, {os.cpu_count()} CPUs, "
         f"load average at start {load[0]:.2f}"
     )
+
+
+def campaign_main(
+    argv: list[str] | None,
+    *,
+    doc: str,
+    quick_help: str,
+    settings: Callable[[bool], Any],
+    campaign: Callable[[Any, Path], tuple[str, bool, dict[str, Any]]],
+    prefix: str,
+) -> int:
+    """The command line shared by the trial campaigns: ``[--quick] [--trials T] [--prompts N]
+    [--seed S]``; runs ``campaign`` in a temporary folder, prints its report, 1 if it failed.
+
+    ``settings(quick)`` gives the campaign's settings, which have ``trials``, ``prompts`` and
+    ``seed`` fields.
+    """
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--trials", type=int, default=None)
+    p.add_argument("--prompts", type=int, default=None)
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args(argv)
+    s = settings(args.quick)
+    s.seed = args.seed
+    if args.trials:
+        s.trials = args.trials
+    if args.prompts:
+        s.prompts = args.prompts
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        report, ok, _ = campaign(s, Path(tmp))
+    print(report)
+    return 0 if ok else 1

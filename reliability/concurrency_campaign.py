@@ -12,13 +12,11 @@ manifest of whole lines, one per prompt, all ok.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -29,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from reliability._common import machine_note, mark, md_table  # noqa: E402
+from reliability._common import campaign_main, machine_note, mark, md_table  # noqa: E402
 from reliability._emulator import API_KEY, EmulatorProcess  # noqa: E402
 
 REFUSED = re.compile(r"^error: .*(?:is in use by|is being written by) pid (\d+) ", re.M)
@@ -192,22 +190,14 @@ def campaign(s: Settings, work: Path) -> tuple[str, bool, dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="4 trials of 12 prompts")
-    p.add_argument("--trials", type=int, default=None)
-    p.add_argument("--prompts", type=int, default=None)
-    p.add_argument("--seed", type=int, default=1)
-    args = p.parse_args(argv)
-    s = quick_settings() if args.quick else Settings()
-    s.seed = args.seed
-    if args.trials:
-        s.trials = args.trials
-    if args.prompts:
-        s.prompts = args.prompts
-    with tempfile.TemporaryDirectory(prefix="gptunnel-together-") as tmp:
-        report, ok, _ = campaign(s, Path(tmp))
-    print(report)
-    return 0 if ok else 1
+    return campaign_main(
+        argv,
+        doc=__doc__ or "",
+        quick_help="4 trials of 12 prompts",
+        settings=lambda quick: quick_settings() if quick else Settings(),
+        campaign=campaign,
+        prefix="gptunnel-together-",
+    )
 
 
 if __name__ == "__main__":

@@ -14,14 +14,12 @@ file with ``--max-pending 4``, so that the stop lands between creates too.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -32,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from reliability._common import machine_note, mark, md_table  # noqa: E402
+from reliability._common import campaign_main, machine_note, mark, md_table  # noqa: E402
 
 QUICK_START = ROOT / "examples" / "prompts.txt"
 TASKS = ".gptunnel-journal.sqlite.emulator.jsonl"  # beside the default journal
@@ -170,22 +168,14 @@ COLUMNS = (
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="2 trials")
-    p.add_argument("--trials", type=int, default=None)
-    p.add_argument("--prompts", type=int, default=None)
-    p.add_argument("--seed", type=int, default=1)
-    args = p.parse_args(argv)
-    s = quick_settings() if args.quick else Settings()
-    s.seed = args.seed
-    if args.trials:
-        s.trials = args.trials
-    if args.prompts:
-        s.prompts = args.prompts
-    with tempfile.TemporaryDirectory(prefix="gptunnel-offline-") as tmp:
-        report, ok, _ = campaign(s, Path(tmp))
-    print(report)
-    return 0 if ok else 1
+    return campaign_main(
+        argv,
+        doc=__doc__ or "",
+        quick_help="2 trials",
+        settings=lambda quick: quick_settings() if quick else Settings(),
+        campaign=campaign,
+        prefix="gptunnel-offline-",
+    )
 
 
 if __name__ == "__main__":
