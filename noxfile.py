@@ -63,6 +63,7 @@ _SCENARIOS = (
     "test_reliability.py",
     "test_readme.py",
     "test_examples_apps.py",
+    "test_examples_shared.py",
     "test_quickstart_command.py",
 )
 

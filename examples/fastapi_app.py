@@ -51,6 +51,7 @@ from gptunnel_async import (
     InvalidInputError,
     MediaTask,
     NotFoundError,
+    SharedLimits,
     TaskFailedError,
     TaskTimeoutError,
 )
@@ -69,6 +70,11 @@ class Settings:
     ``offline=True`` starts the emulator inside the app (no key, no network).
     ``time_scale`` is how much faster than real time the API runs: 1 for the real service, the
     emulator's speed-up otherwise (the poll schedule follows it).
+    ``max_connections`` bounds this process's simultaneous requests (None: the SDK's
+    default). ``limits`` shares one
+    concurrency bound, rate budget and 429 pause with every other process using the same key
+    and database (several workers: see ``fastapi_workers.py``); not with ``offline``, where
+    each process would have an emulator of its own.
     """
 
     api_key: str | None = None
@@ -76,6 +82,8 @@ class Settings:
     offline: bool = False
     time_scale: float = 1.0
     wait_timeout: float = 3600.0
+    max_connections: int | None = None
+    limits: SharedLimits | None = None
 
 
 class GenerationRequest(BaseModel):
@@ -100,11 +108,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # One client for the whole app: its pool, its limits and its learned schedule are
             # shared by every request. It is closed when the app shuts down.
             if settings.offline:
+                if settings.limits is not None:
+                    raise ValueError("shared limits need one API for every process, not offline")
                 emulator = Emulator(EmulatorConfig(time_scale=settings.time_scale))
                 app.state.emulator = emulator
                 client = offline_client(emulator)
             else:
-                client = AsyncGPTunnel(settings.api_key, base_url=settings.base_url)
+                own: dict[str, Any] = {}
+                if settings.max_connections is not None:
+                    own["max_connections"] = settings.max_connections
+                client = AsyncGPTunnel(
+                    settings.api_key,
+                    base_url=settings.base_url,
+                    limits=settings.limits,  # opened by `async with`: PostgreSQL checked there
+                    **own,
+                )
             app.state.gptunnel = await stack.enter_async_context(client)
             # Tasks this process created, so a wait knows their age and polls on schedule.
             # (A real service would keep ids in its database; a bare id works too, see below.)

@@ -189,6 +189,7 @@ class CampaignEmulator(Emulator):
                 "sent_429": len(c.sent_429),
                 "drops": c.drops,
                 "max_in_flight": c.max_in_flight,
+                "max_requests_in_window_1s": c.max_requests_in_window(1.0),
                 "internal_errors": [repr(e) for e in self.internal_errors],
             }
         if op == "tasks":
