@@ -529,8 +529,10 @@ class _Drain(_Stage):
                 return
             if self._journal is not None and key is not None:
                 # The file is on disk: record it even if the run is being cancelled right now.
+                # Absolute: a shared journal's reader (any machine, any folder) must know where.
                 with anyio.CancelScope(shield=True):
-                    await self._journal.record(key, "saved", path=str(path))
+                    where = str(await anyio.Path(path).absolute())
+                    await self._journal.record(key, "saved", path=where)
             self._progress.saved += 1
             await self._deliver(send, replace(result, path=path))
         finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING
 
 from .._errors import JournalError, JournalInUseError
 from .journal import (
@@ -17,11 +18,15 @@ from .journal import (
     SENT_STATES,
     Claim,
     Journal,
+    JournalEntry,
     JournalRecord,
     State,
     body_digest,
 )
-from .sqlite import SQLiteJournal
+from .sqlite import SQLiteBatchReader, SQLiteJournal
+
+if TYPE_CHECKING:
+    from .postgres import PostgresBatchReader
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 # A libpq key=value connection string ("host=db dbname=app ..."): never a file name.
@@ -38,9 +43,7 @@ def open_journal(location: JournalLocation, *, batch: str | None = None) -> tupl
     if isinstance(location, Journal):
         return location, False
     text = os.fspath(location)
-    match = _URL.match(text)
-    postgres = match is not None and match.group(1).lower() in ("postgresql", "postgres")
-    if postgres or _CONNINFO.match(text):
+    if _is_postgres(text):
         if not batch:
             raise JournalError(
                 "a postgresql:// URL journal is shared by every run of one batch: name the "
@@ -49,12 +52,43 @@ def open_journal(location: JournalLocation, *, batch: str | None = None) -> tupl
         from .postgres import PostgresJournal
 
         return PostgresJournal(text, batch), True
+    return SQLiteJournal(text), True
+
+
+def open_reader(
+    location: str | os.PathLike[str], *, batch: str | None = None
+) -> SQLiteBatchReader | PostgresBatchReader:
+    """A read-only view of a journal's rows for reports (``async with``, then ``pages()``):
+    a file's, or one batch's of a ``postgresql://`` journal. Nothing is taken or changed."""
+    text = os.fspath(location)
+    if _is_postgres(text):
+        if not batch:
+            raise JournalError(
+                "a postgresql:// URL journal holds many batches: name one (--batch NAME)"
+            )
+        from .postgres import PostgresBatchReader
+
+        return PostgresBatchReader(text, batch)
+    if batch is not None:
+        raise JournalError(
+            "a journal file holds one batch: --batch names one in a postgresql:// URL"
+        )
+    return SQLiteBatchReader(text)
+
+
+def _is_postgres(text: str) -> bool:
+    """A ``postgresql://`` URL or a libpq ``key=value`` string; any other URL is refused."""
+    match = _URL.match(text)
+    if match is not None and match.group(1).lower() in ("postgresql", "postgres"):
+        return True
+    if _CONNINFO.match(text):
+        return True
     if match:  # only the scheme: the rest may hold a password
         raise JournalError(
             f"journal location is a {match.group(1)}:// URL; a file path or a postgresql:// "
             "URL is supported (a journal file, e.g. out/.gptunnel-journal.sqlite)"
         )
-    return SQLiteJournal(text), True
+    return False
 
 
 __all__ = [
@@ -62,12 +96,15 @@ __all__ = [
     "SENT_STATES",
     "Claim",
     "Journal",
+    "JournalEntry",
     "JournalError",
     "JournalInUseError",
     "JournalLocation",
     "JournalRecord",
+    "SQLiteBatchReader",
     "SQLiteJournal",
     "State",
     "body_digest",
     "open_journal",
+    "open_reader",
 ]

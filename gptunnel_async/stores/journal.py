@@ -65,6 +65,20 @@ class JournalRecord:
 
 
 @dataclass(frozen=True)
+class JournalEntry:
+    """A row as a report reads it (``read_journal``): the record, the create body it stands
+    for, and whether the run that holds it is alive (``None``: the store cannot tell)."""
+
+    record: JournalRecord
+    body: dict[str, Any]
+    alive: bool | None = None
+
+
+#: Rows a report reads per round trip (a batch of 100,000 is never held at once).
+EXPORT_PAGE = 2000
+
+
+@dataclass(frozen=True)
 class Claim:
     """What ``Journal.claim`` found: ``won`` means this run must now send the create.
 

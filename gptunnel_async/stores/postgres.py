@@ -22,7 +22,8 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
+from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
@@ -37,7 +38,9 @@ from .._polling._pg_limits import (
     one_line,
 )
 from .journal import (
+    EXPORT_PAGE,
     Claim,
+    JournalEntry,
     JournalRecord,
     State,
     body_text,
@@ -169,9 +172,7 @@ class PostgresJournal:
         try:
             await self._thread(self._open)
         except DatabaseUnavailable as exc:
-            raise CoordinatorUnavailableError(
-                f"journal: PostgreSQL at {describe_dsn(self.dsn)} is unavailable ({exc})"
-            ) from None
+            raise _unavailable(self.dsn, exc) from None
 
     def _open(self) -> None:
         life = connect(self.dsn, "gptunnel-async journal run")
@@ -307,3 +308,113 @@ class PostgresJournal:
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(1)  # one connection, one call at a time
         return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
+
+
+def _unavailable(dsn: str, exc: DatabaseUnavailable) -> CoordinatorUnavailableError:
+    return CoordinatorUnavailableError(
+        f"journal: PostgreSQL at {describe_dsn(dsn)} is unavailable ({exc})"
+    )
+
+
+class PostgresBatchReader:
+    """Every row of batch ``batch``, read by any machine while the batch runs or after it.
+
+    Reads only: no schema is installed, no liveness lock taken, no row changed. ``async with``
+    connects (``CoordinatorUnavailableError`` if it cannot) and checks that the batch exists
+    (``JournalError`` naming the batches there if not); ``pages()`` yields the rows in input
+    order, ``EXPORT_PAGE`` at a time, each with whether its run is alive now.
+    """
+
+    def __init__(self, dsn: str, batch: str, *, schema: str = "gptunnel") -> None:
+        self.dsn = dsn
+        self.batch: str = check_batch(batch)
+        self.schema: str = check_schema(schema)
+        self._conn: Any = None
+
+    @property
+    def where(self) -> str:
+        return f"{describe_dsn(self.dsn)} batch {self.batch!r}"
+
+    async def __aenter__(self) -> PostgresBatchReader:
+        try:
+            self._conn = await anyio.to_thread.run_sync(
+                connect, self.dsn, "gptunnel-async journal reader"
+            )
+        except DatabaseUnavailable as exc:
+            raise _unavailable(self.dsn, exc) from None
+        try:
+            await self._query(self._check)
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await anyio.to_thread.run_sync(conn.close)
+
+    def _check(self, conn: Any) -> None:
+        table = f"{self.schema}.journal"
+        if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:
+            raise JournalError(
+                f"no journal at {describe_dsn(self.dsn)} (no table {table}): no batch has run "
+                "with this database and schema"
+            )
+        sql = f"SELECT 1 FROM {table} WHERE batch = %s LIMIT 1"
+        if conn.execute(sql, (self.batch,)).fetchone() is not None:
+            return
+        rows = conn.execute(
+            f"SELECT batch, count(*) FROM {table} GROUP BY batch ORDER BY max(updated) DESC LIMIT 6"
+        ).fetchall()
+        known = ", ".join(f"{name!r} ({n} rows)" for name, n in rows[:5])
+        more = ", ..." if len(rows) > 5 else ""
+        raise JournalError(
+            f"no batch {self.batch!r} at {describe_dsn(self.dsn)}"
+            + (f"; its batches, latest first: {known}{more}" if rows else "; it has no batch")
+        )
+
+    async def pages(self) -> AsyncGenerator[list[JournalEntry], None]:
+        s = self.schema
+        # Liveness per distinct owner of the page (a pg_locks scan each), not per row.
+        sql = f"""
+            WITH page AS (
+                SELECT {_COLUMNS}, body FROM {s}.journal
+                WHERE batch = %(batch)s AND (idx, key) > (%(idx)s, %(key)s)
+                ORDER BY idx, key LIMIT %(limit)s
+            ), owners AS (
+                SELECT o.owner, {s}.journal_alive(%(batch)s, o.owner) AS alive
+                FROM (SELECT DISTINCT owner FROM page) o
+            )
+            SELECT page.*, coalesce(owners.alive, false) FROM page
+            LEFT JOIN owners ON owners.owner = page.owner
+            ORDER BY page.idx, page.key"""
+        args: dict[str, Any] = {"batch": self.batch, "idx": -(2**31), "key": ""}
+        args["limit"] = EXPORT_PAGE
+        while True:
+            rows = await self._query(lambda c: c.execute(sql, args).fetchall())
+            if not rows:
+                return
+            yield [JournalEntry(JournalRecord(*r[:9]), json.loads(r[9]), bool(r[10])) for r in rows]
+            if len(rows) < EXPORT_PAGE:
+                return
+            args["idx"], args["key"] = rows[-1][1], rows[-1][0]
+
+    async def _query(self, fn: Callable[[Any], T]) -> T:
+        import psycopg
+
+        def call() -> T:
+            if self._conn is None:
+                raise JournalError(f"journal {self.where}: the reader is closed")
+            try:
+                return fn(self._conn)
+            except psycopg.Error as exc:
+                raise JournalError(f"journal {self.where}: {one_line(exc)}") from None
+
+        return await anyio.to_thread.run_sync(call)

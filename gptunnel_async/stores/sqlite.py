@@ -15,12 +15,14 @@ through one worker thread at a time (one connection, in order).
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
@@ -29,7 +31,9 @@ from .._errors import JournalError, JournalInUseError
 from ._lock import OwnerLock
 from .journal import (
     CLAIMABLE_STATES,
+    EXPORT_PAGE,
     Claim,
+    JournalEntry,
     JournalRecord,
     State,
     body_text,
@@ -239,3 +243,72 @@ class SQLiteJournal:
         if self._conn is None:
             await anyio.to_thread.run_sync(self._open, limiter=self._limiter)
         return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
+
+
+class SQLiteBatchReader:
+    """Every row of a journal file, read while its run goes on or after it (read-only: the
+    run's lock is not taken, nothing is created or changed). Which run is alive is not told
+    (``JournalEntry.alive`` is ``None``)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path: Path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+        self._owner = "owner"
+
+    async def __aenter__(self) -> SQLiteBatchReader:
+        self._conn = await anyio.to_thread.run_sync(self._open)
+        return self
+
+    def _open(self) -> sqlite3.Connection:
+        where = repr(str(self.path))
+        if not self.path.is_file():
+            raise JournalError(f"no journal file {where}")
+        conn: sqlite3.Connection | None = None
+        try:
+            uri = f"{self.path.absolute().as_uri()}?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("SELECT key, idx, state, body FROM requests LIMIT 1").fetchall()
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+            if "owner" not in columns:  # a journal written before rows had owners
+                self._owner = "NULL"
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            raise JournalError(f"cannot read the journal {where}: {exc}") from None
+        return conn
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(conn.close)
+
+    async def pages(self) -> AsyncGenerator[list[JournalEntry], None]:
+        conn = self._conn
+        assert conn is not None, "use it in 'async with'"
+        sql = (
+            f"SELECT key, idx, state, task_id, kind, url, path, error, {self._owner}, body"
+            " FROM requests WHERE (idx, key) > (?, ?) ORDER BY idx, key LIMIT ?"
+        )
+        after: tuple[int, str] = (-(2**63), "")
+
+        def page() -> list[Any]:
+            try:
+                return conn.execute(sql, (*after, EXPORT_PAGE)).fetchall()
+            except sqlite3.Error as exc:
+                raise JournalError(f"cannot read the journal {str(self.path)!r}: {exc}") from None
+
+        while True:
+            rows = await anyio.to_thread.run_sync(page)
+            if not rows:
+                return
+            yield [JournalEntry(JournalRecord(*r[:9]), json.loads(r[9])) for r in rows]
+            if len(rows) < EXPORT_PAGE:
+                return
+            after = (rows[-1][1], rows[-1][0])
