@@ -23,6 +23,7 @@ from ._batch import JOURNAL_NAME, MANIFEST_NAME
 from ._inputs import FORMATS, Defaults, InputFileError, detect_format, parse_params, scan
 from ._interrupt import run_interruptibly
 from ._logging import disable_debug, enable_debug
+from ._manifest import manifest
 from ._output import (
     balance_fields,
     catalogue_json,
@@ -563,5 +564,7 @@ def emulator(settings: Settings, host: str, port: int, time_scale: float) -> Non
     except OSError as exc:  # e.g. the port is taken
         raise CLIError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
+
+cli.add_command(manifest)  # `gptunnel manifest`: a batch's manifest from its journal
 
 __all__ = ["EXIT_ERROR", "cli"]
