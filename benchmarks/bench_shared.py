@@ -30,6 +30,8 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +52,82 @@ HERE = Path(__file__).resolve().parent
 WORKERS = 4
 PER_WORKER = 8  # each worker's own bound (its poller's workers and connections)
 CONCURRENCY = WORKERS * PER_WORKER  # the shared bound: what the four had together before
+GRACE = 0.05  # the emulator's Retry-After grace (EmulatorConfig.retry_after_grace)
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 # --------------------------------------------------------------------------------------------
 # one worker process
 # --------------------------------------------------------------------------------------------
+
+
+class RequestLog:
+    """What one worker did, on ``time.monotonic()`` (one clock for every process on a machine,
+    the emulator's too): each request's ask, grant and send, when it learned of a pause and how,
+    and when its own 429 reports reached PostgreSQL. Wraps the gate's methods; reads only."""
+
+    def __init__(self, gate: Any) -> None:
+        from gptunnel_async._polling.limits import current_slot
+        from gptunnel_async._retry import RequestKind
+
+        self.requests: list[list[float | None]] = []  # [asked, granted, sent]
+        self.learned: list[tuple[float, str, float]] = []  # (when, how, seconds)
+        self.recorded: list[tuple[float, float]] = []  # own pause report: (sent, answered)
+        by_slot: dict[int, list[float | None]] = {}
+        slot, note_send_lag, note_pause = gate.slot, gate.note_send_lag, gate._note_pause
+
+        @asynccontextmanager
+        async def logged_slot(kind: Any = RequestKind.READ) -> AsyncIterator[None]:
+            asked = time.monotonic()
+            async with slot(kind):
+                rec: list[float | None] = [asked, time.monotonic(), None]
+                self.requests.append(rec)
+                key = id(current_slot())
+                by_slot[key] = rec
+                try:
+                    yield
+                finally:
+                    by_slot.pop(key, None)
+
+        def logged_send_lag(lag: float) -> None:
+            rec = by_slot.get(id(current_slot()))
+            if rec is not None and rec[2] is None:
+                rec[2] = time.monotonic()
+            note_send_lag(lag)
+
+        def logged_note_pause(seconds: float) -> None:
+            gen = gate._pause_gen
+            note_pause(seconds)
+            if gate._pause_gen != gen:
+                how = sys._getframe(1).f_code.co_name
+                self.learned.append((time.monotonic(), how, seconds))
+
+        gate.slot, gate.note_send_lag, gate._note_pause = (
+            logged_slot,
+            logged_send_lag,
+            logged_note_pause,
+        )
+        learn_in_thread = gate._learn_pause_in_thread
+
+        def logged_learn_in_thread(seconds: float) -> None:
+            learn_in_thread(seconds)
+            how = sys._getframe(1).f_code.co_name  # NOTIFY read, or our own report answered
+            self.learned.append((time.monotonic(), f"thread:{how}", seconds))
+
+        gate._learn_pause_in_thread = logged_learn_in_thread
+        conn = gate._pause_conn
+        pause = conn.pause
+
+        def logged_pause(*args: Any) -> float:
+            sent = time.monotonic()
+            out: float = pause(*args)
+            self.recorded.append((sent, time.monotonic()))
+            return out
+
+        conn.pause = logged_pause
+
+    def dump(self) -> dict[str, Any]:
+        return {"requests": self.requests, "learned": self.learned, "recorded": self.recorded}
 
 
 async def worker_main(args: argparse.Namespace) -> None:
@@ -85,21 +157,89 @@ async def worker_main(args: argparse.Namespace) -> None:
             max_poll_failures=10_000,
         ),
     )
-    async with client, poller:
-        for task_id in ids:
-            poller.add(task_id)
-        print("ready", flush=True)
-        await anyio.sleep(args.seconds)
-        gate: Any = poller.gate
-        out: dict[str, Any] = {"polls": poller.stats.polls, "gate": vars(gate.stats)}
-        coordinator = getattr(gate, "coordinator", None)
-        if coordinator is not None:
-            lat = list(coordinator.latencies)
-            out["round_trips"] = coordinator.round_trips
-            out["late_grants"] = coordinator.late_grants
-            out["rt_p50_ms"] = percentile(lat, 50) * 1000
-            out["rt_p99_ms"] = percentile(lat, 99) * 1000
-        print(json.dumps(out), flush=True)
+    async with client:
+        log = RequestLog(client.shared_gate) if client.shared_gate is not None else None
+        async with poller:
+            await _work(args, poller, ids, log)
+
+
+async def _work(args: argparse.Namespace, poller: Any, ids: list[str], log: Any) -> None:
+    for task_id in ids:
+        poller.add(task_id)
+    print("ready", flush=True)
+    await anyio.sleep(args.seconds)
+    gate: Any = poller.gate
+    out: dict[str, Any] = {"polls": poller.stats.polls, "gate": vars(gate.stats)}
+    coordinator = getattr(gate, "coordinator", None)
+    if coordinator is not None:
+        lat = list(coordinator.latencies)
+        out["round_trips"] = coordinator.round_trips
+        out["late_grants"] = coordinator.late_grants
+        out["rt_p50_ms"] = percentile(lat, 50) * 1000
+        out["rt_p99_ms"] = percentile(lat, 99) * 1000
+    if log is not None:
+        out["log"] = log.dump()
+    print(json.dumps(out), flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# which requests came inside a Retry-After window, and why
+# --------------------------------------------------------------------------------------------
+
+
+def violating_arrivals(arrivals: list[float], sent_429: list[Any], grace: float) -> list[float]:
+    """The emulator's own rule (``Counters.on_request``) replayed on its timeline: an arrival
+    more than ``grace`` after a 429 was sent and before that 429's Retry-After has passed."""
+    pending = sorted((t, ra) for t, ra in sent_429 if ra is not None)
+    out: list[float] = []
+    banned_until = 0.0
+    i = 0
+    for a in sorted(arrivals):
+        while i < len(pending) and pending[i][0] + grace <= a:
+            banned_until = max(banned_until, pending[i][0] + pending[i][1])
+            i += 1
+        if a < banned_until:
+            out.append(a)
+    return out
+
+
+def explain(timeline: dict[str, Any], outs: list[dict[str, Any]], grace: float) -> list[str]:
+    """One line per violating request: which worker sent it, when (ms after the first 429 of
+    its burst was sent), when it was granted, when that worker learned of the pause, and when
+    the pause was first recorded in PostgreSQL."""
+    firsts: list[float] = []
+    for t, _ in sorted(timeline["sent_429"]):
+        if not firsts or t - firsts[-1] > 1.0:
+            firsts.append(t)
+    recorded = sorted(r for o in outs for r in o["log"]["recorded"])
+    lines = []
+    for a in violating_arrivals(timeline["arrivals"], timeline["sent_429"], grace):
+        first = max((t for t in firsts if t <= a), default=a)
+        best: tuple[float, int, list[Any]] | None = None
+        for w, o in enumerate(outs):
+            for rec in o["log"]["requests"]:
+                sent = rec[2] if rec[2] is not None else rec[1]
+                if sent <= a + 0.002 and (best is None or sent > best[0]):
+                    best = (sent, w, rec)
+        pg = next(((s_, e) for s_, e in recorded if e >= first), None)
+        if best is None:
+            lines.append(f"  arrival +{(a - first) * 1e3:.0f} ms: no matching request")
+            continue
+        sent, w, rec = best
+        learned = next(
+            ((t, how) for t, how, _ in outs[w]["log"]["learned"] if t >= first - 0.01), None
+        )
+
+        def ms(t: float | None, first: float = first) -> str:
+            return "-" if t is None else f"{(t - first) * 1e3:+.0f}"
+
+        lines.append(
+            f"  worker {w}: arrived {ms(a)} ms after the first 429 was sent; asked {ms(rec[0])},"
+            f" granted {ms(rec[1])}, sent {ms(sent)}; worker learned of the pause "
+            f"{ms(learned[0] if learned else None)} ({learned[1] if learned else '-'}); "
+            f"recorded in PG {ms(pg[0] if pg else None)}..{ms(pg[1] if pg else None)}"
+        )
+    return lines
 
 
 # --------------------------------------------------------------------------------------------
@@ -152,6 +292,7 @@ async def run_case(
                 if p.poll() is None:
                     p.kill()
         counters = await ctl(http, url, "counters")
+        timeline = await ctl(http, url, "timeline")
     if mode == "shared":
         import psycopg
 
@@ -172,6 +313,7 @@ async def run_case(
         result["late_grants"] = sum(o["late_grants"] for o in outs)
         result["rt_p50_ms"] = max(o["rt_p50_ms"] for o in outs)
         result["rt_p99_ms"] = max(o["rt_p99_ms"] for o in outs)
+        result["explained"] = explain(timeline, outs, GRACE)
     return result
 
 
@@ -190,6 +332,8 @@ async def main_async(args: argparse.Namespace) -> str:
                 ("split", f"local R/{WORKERS} each (no coordinator)"),
                 ("local", "local R each (before)"),
             ]:
+                if mode not in args.modes.split(","):
+                    continue
                 if mode != "shared" and args.quick and rps != rates[0]:
                     continue
                 worker_rps = rps / WORKERS if mode == "split" else rps
@@ -226,6 +370,8 @@ async def main_async(args: argparse.Namespace) -> str:
                     + (f"; grants re-timed (late) {r['late_grants']}" if mode == "shared" else "")
                 )
                 print(checks[-1], flush=True)
+                for line in r.get("explained", []):
+                    print(line, flush=True)
     table = md_table(
         [
             "R",
@@ -255,6 +401,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--rates", default="20,100,250")
+    p.add_argument("--modes", default="shared,split,local", help="which cases to run")
     p.add_argument("--dsn", default=os.environ.get("GPTUNNEL_BENCH_POSTGRES_DSN", DEFAULT_DSN))
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mode", default="shared", help=argparse.SUPPRESS)

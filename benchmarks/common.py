@@ -168,6 +168,8 @@ def _serve_main(argv: Sequence[str]) -> int:
                     "drops": c.drops,
                     "internal_errors": [repr(e) for e in self.internal_errors],
                 }
+            if op == "timeline":  # API arrival times and 429s sent (time.monotonic())
+                return {"arrivals": list(c.arrivals), "sent_429": list(c.sent_429)}
             if op == "reset_counters":
                 c.reset()
                 return {"ok": True}

@@ -25,7 +25,7 @@ import httpx
 from ._errors import APIConnectionError, APIResponseValidationError, APITimeoutError, GPTunnelError
 from ._inflate import ACCEPT_ENCODING, read_capped, undecodable
 from ._logs import logger, redact, register_secret, scrub, unregister_secret
-from ._polling.limits import current_slot
+from ._polling.limits import PausedBeforeSend, current_slot
 from ._polling.policy import AdaptivePolicy, PollPolicy, follow_emulator_clock
 from ._polling.shared import SharedGate, key_fingerprint
 from ._response import body_failure, decode_json, error_from_response
@@ -474,6 +474,13 @@ class AsyncGPTunnel:
                     body = await self._send_once(
                         method, path, params, json, kind, task_id, timeout, write_ahead
                     )
+            except PausedBeforeSend:
+                # another request's 429 paused the gate after this attempt passed it, before
+                # its first byte left: it was not sent, and goes through the gate again
+                if write_ahead is not None:
+                    await write_ahead.not_sent()
+                attempt -= 1
+                continue
             except _Retryable as retryable:
                 status = retryable.error.status_code
                 op.attempt(attempt, "retry", status=status, elapsed=time.perf_counter() - started)

@@ -8,11 +8,15 @@ makes them easier to meet, never harder.
 
 from __future__ import annotations
 
+import time
+
 import anyio
+import httpx
 import pytest
 
 from gptunnel_async import AsyncGPTunnel, Poller, PollerOptions
 from gptunnel_async._errors import InvalidInputError
+from gptunnel_async._polling.limits import RequestGate
 from gptunnel_async._polling.shared import (
     CoordinatorUnavailableError,
     SharedGate,
@@ -143,6 +147,56 @@ async def test_a_429_seen_by_one_gate_pauses_the_others(pg_dsn: str, pg_schema: 
             entered = anyio.current_time()
     assert entered >= until - 0.1  # b's request waited out a's pause
     assert b.stats.pauses >= 1
+
+
+async def test_a_429_reaches_the_others_checks_while_every_event_loop_is_busy(
+    pg_dsn: str, pg_schema: str
+) -> None:
+    # a's thread records the pause, b's LISTEN thread makes it known to b's checks: neither
+    # waits for its event loop, which is blocked here the whole time
+    limits = _limits(pg_dsn, pg_schema)
+    async with SharedGate(limits, "t" * 32) as a, SharedGate(limits, "t" * 32) as b:
+        a.rate_limited(5.0)
+        deadline = time.monotonic() + 5.0
+        while b.paused_until <= anyio.current_time() and time.monotonic() < deadline:
+            time.sleep(0.005)  # noqa: ASYNC251 (blocking the loop on purpose)
+        assert b.paused_until > anyio.current_time() + 3.0
+        assert a.coordinator.pause_reports == 1
+
+
+class _PauseOnFirstRequest(httpx.AsyncBaseTransport):
+    """A 429 elsewhere pauses the gate after this request passed it, before its first byte."""
+
+    def __init__(self, gate: RequestGate) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.gate = gate
+        self.paused = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not self.paused:
+            self.paused = True
+            self.gate.rate_limited(0.3)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_request_caught_by_a_pause_before_its_first_byte_waits_it_out() -> None:
+    emulator = Emulator(EmulatorConfig(api_keys={KEY}))
+    gate = RequestGate(4, requests_per_second=50)
+    transport = _PauseOnFirstRequest(gate)
+    async with (
+        serve(emulator) as server,
+        httpx.AsyncClient(transport=transport) as http,
+        AsyncGPTunnel(KEY, base_url=server.url, http_client=http) as client,
+    ):
+        before = time.monotonic()
+        await client.request("GET", "/v1/models", gate=gate)
+    assert transport.paused
+    arrivals = list(emulator.counters.arrivals)
+    assert len(arrivals) == 1  # not sent into the pause, then sent once after it
+    assert arrivals[0] - before >= 0.3
 
 
 async def test_a_later_gate_learns_a_pause_in_force(pg_dsn: str, pg_schema: str) -> None:

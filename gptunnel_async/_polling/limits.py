@@ -59,7 +59,8 @@ class Gate(Protocol):
         ...
 
     async def wait_out_pause(self) -> None:
-        """Sleep until any pause is over (for a request that passed the gate before it)."""
+        """For a request that passed the gate before a 429 came: sleep until the pause is
+        over, then until its new turn in the rate budget (at once if no pause is in force)."""
         ...
 
     def note_send_lag(self, lag: float) -> None:
@@ -67,8 +68,13 @@ class Gate(Protocol):
         ...
 
 
+class PausedBeforeSend(Exception):
+    """Internal: a 429 pause began after this request passed its gate and before its first byte
+    left, so it was not sent (the client takes it through the gate again)."""
+
+
 class _Slot:
-    """One held slot; learns when its request really left (httpcore's ``trace`` events)."""
+    """One held slot; learns when its request really leaves (httpcore's ``trace`` events)."""
 
     __slots__ = ("gate", "reported", "started")
 
@@ -78,9 +84,17 @@ class _Slot:
         self.reported = False
 
     async def trace(self, event: str, info: object) -> None:
-        if not self.reported and event.endswith("send_request_headers.started"):
+        if not event.endswith("send_request_headers.started"):
+            return
+        if not self.reported:
             self.reported = True
             self.gate.note_send_lag(anyio.current_time() - self.started)
+        # The last look before the first byte: a pause that began since the gate let this
+        # request through (another process's 429 is known here as soon as it is announced).
+        # Raising here, before httpcore writes anything, closes the unused connection; waiting
+        # here instead could send on a connection the server closed meanwhile.
+        if self.gate.paused_until > anyio.current_time():
+            raise PausedBeforeSend
 
 
 _CURRENT_SLOT: ContextVar[_Slot | None] = ContextVar("gptunnel_gate_slot", default=None)
@@ -135,10 +149,21 @@ class SlotBookkeeping:
             self._in_flight -= 1
 
     async def wait_out_pause(self) -> None:
-        """Sleep until any 429 pause is over (for a request that passed the gate before it)."""
+        """For a request that passed the gate before a 429 came: sleep until the pause is
+        over, then until its new turn in the rate budget (so that the requests caught this way
+        do not all go at once when it ends). Returns at once if no pause is in force."""
+        if self.paused_until <= anyio.current_time():
+            return
+        await self._sleep_out_pause()
+        await self._new_start()
+
+    async def _sleep_out_pause(self) -> None:
         # a loop, not an Event: a new 429 may extend the pause while we sleep
-        while (wait := self._paused_until - anyio.current_time()) > 0:  # noqa: ASYNC110
+        while (wait := self.paused_until - anyio.current_time()) > 0:  # noqa: ASYNC110
             await anyio.sleep(wait)
+
+    async def _new_start(self) -> None:
+        """Wait for a new start in the rate budget for a slot already held (after a pause)."""
 
 
 class RequestGate(SlotBookkeeping):
@@ -190,6 +215,9 @@ class RequestGate(SlotBookkeeping):
             started = await self._wait_for_start()
             with self._holding(self, started):
                 yield
+
+    async def _new_start(self) -> None:
+        await self._wait_for_start()
 
     def note_send_lag(self, lag: float) -> None:
         """How long a request took from passing the gate to leaving; widens the rate window."""

@@ -7,6 +7,13 @@ by a member that heartbeats; a dead member's leases lapse after ``lease_ttl``), 
 (each request gets a start time from one schedule on the database's clock), and one 429 pause
 (recorded in the database and pushed to every member with NOTIFY).
 
+A 429 reaches the others in about one round trip: the process that got it hands the pause
+straight to a thread of its own that records it (no event-loop hop first), and every other
+member's LISTEN thread makes it known to that process's checks the moment the NOTIFY arrives
+(again before any hop into its event loop). The last check is made just before a request's
+first byte leaves (``limits._Slot.trace``): a request the pause caught between its grant and
+the wire is not sent, and takes a new start after the pause.
+
 Round trips are batched: one coordinator task per gate asks for every slot waiting at that
 moment (and reports every lease given back) in one call, so under load a request costs well
 under one round trip. PostgreSQL unreachable when the gate opens: ``CoordinatorUnavailableError``
@@ -19,7 +26,9 @@ from __future__ import annotations
 
 import hmac
 import math
+import queue
 import secrets
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -28,7 +37,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 import anyio
-from anyio.abc import TaskGroup
+from anyio.abc import TaskGroup, TaskStatus
 
 from .._errors import CoordinatorUnavailableError
 from .._logs import logger
@@ -118,10 +127,13 @@ class CoordinatorStats:
     """Round trips to PostgreSQL and their latency (seconds), for benchmarks and monitoring."""
 
     round_trips: int = 0
+    pause_reports: int = 0  # round trips recording a 429 (from this process's pause thread)
     late_grants: int = 0
     failures: int = 0
     outages: int = 0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+    # from a 429's arrival here to its pause being in the database (seconds)
+    pause_delays: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
 
 class _ClockMap:
@@ -186,10 +198,14 @@ class SharedGate(SlotBookkeeping):
         self._waiters: deque[_Waiter] = deque()
         # anyio primitives pick their backend when created: made in __aenter__
         self._wake: anyio.Event
-        self._report: anyio.Event
         self._free: anyio.Event
         self._recovered: anyio.Event
-        self._pause_reports: list[float] = []
+        # 429s to record: time.monotonic() deadlines, read by the pause thread
+        self._pause_queue: queue.SimpleQueue[tuple[float, float] | None] = queue.SimpleQueue()
+        # the latest pause deadline learned in a thread (time.monotonic()): every check reads it
+        self._thread_pause = -math.inf
+        self._thread_pause_lock = threading.Lock()
+        self._stop = threading.Event()
         self._held = 0  # leases in use by this process's slots
         self._reported_held = 0
         self._pause_gen = 0
@@ -207,7 +223,6 @@ class SharedGate(SlotBookkeeping):
         if self._local_concurrency:
             self._local = anyio.Semaphore(self._local_concurrency)
         self._wake, self._free, self._recovered = anyio.Event(), anyio.Event(), anyio.Event()
-        self._report = anyio.Event()
         try:
             await anyio.to_thread.run_sync(lambda: self._conn.open(install=True))
             await anyio.to_thread.run_sync(self._listener.connect)
@@ -222,8 +237,9 @@ class SharedGate(SlotBookkeeping):
             ) from None
         tg = anyio.create_task_group()
         await tg.__aenter__()
-        tg.start_soon(self._listen_loop)
-        tg.start_soon(self._report_pauses)
+        # both threads are running when this returns: a 429 from now on is announced at once
+        await tg.start(self._listen_loop)
+        await tg.start(self._pause_thread)
         self._tg = tg
         tg.start_soon(self._coordinate)
         return self
@@ -236,6 +252,8 @@ class SharedGate(SlotBookkeeping):
     ) -> bool | None:
         assert self._tg is not None
         self._listener.stop.set()
+        self._stop.set()
+        self._pause_queue.put(None)
         self._tg.cancel_scope.cancel()
         try:
             return await self._tg.__aexit__(exc_type, exc, tb)
@@ -269,15 +287,25 @@ class SharedGate(SlotBookkeeping):
             with self._holding(self, anyio.current_time()):
                 yield
 
+    @property
+    def paused_until(self) -> float:
+        """Event-loop time until which every request waits: this process's own 429s, and every
+        other member's as soon as this process's LISTEN thread has read it."""
+        left = self._thread_pause - time.monotonic()
+        if left > 0:
+            self._note_pause(left)
+        return self._paused_until
+
     def rate_limited(self, retry_after: float | None) -> None:
         """A 429 came: pause here at once, and tell every other process through the database."""
         pause = self.limits.default_pause if retry_after is None else retry_after
         pause = min(max(pause, 0.0), self.limits.max_pause)
+        # first of all, to the thread that records it (it wakes without waiting for this loop)
+        now = time.monotonic()
+        self._pause_queue.put((now, now + pause))
         self._note_pause(pause)
         if self._fallback is not None:
             self._fallback.rate_limited(retry_after)
-        self._pause_reports.append(pause)
-        self._report.set()
 
     def note_send_lag(self, lag: float) -> None:
         self.stats.max_send_lag = max(self.stats.max_send_lag, lag)
@@ -316,14 +344,23 @@ class SharedGate(SlotBookkeeping):
             late = anyio.current_time() - waiter.start > _LATE
             if late:
                 self.coordinator.late_grants += 1
-            elif gen == self._pause_gen and self._paused_until <= anyio.current_time():
+            elif gen == self._pause_gen and self.paused_until <= anyio.current_time():
                 return True
-            await self.wait_out_pause()
+            await self._sleep_out_pause()
             if self._degraded:
                 return False
             waiter = await self._ask(_Waiter(rerate=True))
             if waiter.degraded:
                 return False
+
+    async def _new_start(self) -> None:
+        """A held lease caught by a pause between its grant and the wire: a new start after
+        it, in the shared budget (nothing more to wait for while the database is away)."""
+        if self._degraded:
+            return
+        waiter = await self._ask(_Waiter(rerate=True))
+        if not waiter.degraded:
+            await self._reach_start(waiter)
 
     async def _ask(self, waiter: _Waiter) -> _Waiter:
         self._waiters.append(waiter)
@@ -371,9 +408,9 @@ class SharedGate(SlotBookkeeping):
         key, _, rest = payload.partition(" ")
         if key != self._key:
             return
-        what, _, value = rest.partition(" ")
-        if what == "pause":
-            self._note_pause(float(value))
+        what = rest.partition(" ")[0]
+        if what == "pause":  # known already (the LISTEN thread): to the loop's own clock
+            _ = self.paused_until
         elif what == "free":
             self._free.set()
         elif what == "starved":
@@ -441,9 +478,9 @@ class SharedGate(SlotBookkeeping):
             if not batch:
                 await self._round_trip(0, 0)
                 return
-            if self._paused_until > anyio.current_time():
+            if self.paused_until > anyio.current_time():
                 self._waiters.extendleft(reversed(batch))
-                await self.wait_out_pause()
+                await self._sleep_out_pause()
                 continue
             rerate = [w for w in batch if w.rerate]
             new = [w for w in batch if not w.rerate]
@@ -455,7 +492,7 @@ class SharedGate(SlotBookkeeping):
             timed = rerate + new[: grant.granted]
             if grant.spacing == 0:  # no rate budget in force: go now
                 start = anyio.current_time()
-            if self._paused_until > anyio.current_time():  # paused meanwhile: nothing timed
+            if self.paused_until > anyio.current_time():  # paused meanwhile: nothing timed
                 timed = []
             for i, w in enumerate(timed):
                 w.start = start + i * grant.spacing
@@ -471,8 +508,8 @@ class SharedGate(SlotBookkeeping):
                     return
                 continue
             self._waiters.extendleft(reversed(waiting))
-            if self._paused_until > anyio.current_time():
-                await self.wait_out_pause()
+            if self.paused_until > anyio.current_time():
+                await self._sleep_out_pause()
                 continue
             # Not granted: the rate schedule is full beyond the horizon (ask again when it
             # comes within it), or the shared bound is full (ask again when a lease is freed).
@@ -519,40 +556,62 @@ class SharedGate(SlotBookkeeping):
             self._fallback = RequestGate(
                 max(1, conc // n) if conc else 1_000_000, rps / n if rps else None
             )
-            if self._paused_until > anyio.current_time():
-                self._fallback.rate_limited(self._paused_until - anyio.current_time())
+            if self.paused_until > anyio.current_time():
+                self._fallback.rate_limited(self.paused_until - anyio.current_time())
         return self._fallback
 
-    async def _report_pauses(self) -> None:
-        """Tell every member of each 429 at once, on a connection of its own (never queued
-        behind a grant round): the others pause within a round trip and a NOTIFY."""
+    def _learn_pause_in_thread(self, seconds: float) -> None:
+        """A pause read by a thread (ours recorded, or another member's NOTIFY): every check
+        in this process sees it from now on, before the event loop runs any callback."""
+        with self._thread_pause_lock:
+            self._thread_pause = max(self._thread_pause, time.monotonic() + seconds)
+
+    def _record_pauses(self) -> None:
+        """The pause thread, for the gate's life: records each 429 in the database the moment
+        ``rate_limited`` queues it, on a connection of its own (never behind a grant round).
+        429s queued meanwhile go as one (the latest end); a 429 that could not be recorded is
+        kept, and recorded with what is left of it once the database answers again."""
+        limits = self.limits
         attempt = 0
-        while True:
-            await self._report.wait()
-            self._report = anyio.Event()
-            while self._pause_reports:
-                pause = self._pause_reports[0]
+        while not self._stop.is_set():
+            try:
+                item = self._pause_queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if item is None:
+                return
+            came, until = item
+            with suppress(queue.Empty):
+                while (more := self._pause_queue.get_nowait()) is not None:
+                    came, until = min(came, more[0]), max(until, more[1])
+            while not self._stop.is_set() and (left := until - time.monotonic()) > 0:
                 try:
-                    remaining = await anyio.to_thread.run_sync(
-                        self._pause_conn.pause,
-                        self._key,
-                        pause,
-                        self.limits.requests_per_second,
-                        self.limits.min_recovery_rate,
+                    remaining = self._pause_conn.pause(
+                        self._key, left, limits.requests_per_second, limits.min_recovery_rate
                     )
-                except DatabaseUnavailable:  # kept, and sent once the database is back
-                    await anyio.sleep(_RECONNECT_DELAYS[min(attempt, len(_RECONNECT_DELAYS) - 1)])
+                except DatabaseUnavailable:
+                    self._stop.wait(_RECONNECT_DELAYS[min(attempt, len(_RECONNECT_DELAYS) - 1)])
                     attempt += 1
                     continue
                 attempt = 0
-                self.coordinator.round_trips += 1
-                self._pause_reports.pop(0)
-                self._note_pause(remaining)
+                self.coordinator.pause_reports += 1
+                self.coordinator.pause_delays.append(time.monotonic() - came)
+                self._learn_pause_in_thread(remaining)
+                break
 
-    async def _listen_loop(self) -> None:
+    async def _pause_thread(self, *, task_status: TaskStatus[None]) -> None:
+        task_status.started()
+        await anyio.to_thread.run_sync(self._record_pauses)
+
+    async def _listen_loop(self, *, task_status: TaskStatus[None]) -> None:
         """Read the LISTEN connection (other members' pauses and freed leases arrive here)."""
+        task_status.started()
 
         def deliver(payload: str) -> None:
+            key, _, rest = payload.partition(" ")
+            what, _, value = rest.partition(" ")
+            if key == self._key and what == "pause":
+                self._learn_pause_in_thread(float(value))
             anyio.from_thread.run_sync(self._on_message, payload)
 
         attempt = 0
