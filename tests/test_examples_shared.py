@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +147,15 @@ def launched(args: list[str], env: dict[str, str], workers: int) -> Iterator[Lau
     finally:
         code = launcher.stop()
     assert code == 0, launcher.output
-    left = [p.pid for p in started if p.is_running() and p.status() != "zombie"]
+    import psutil
+
+    # multiprocessing's resource tracker ends a moment after the launcher (when its pipe closes)
+    _, alive = psutil.wait_procs(started, timeout=10)
+    left = []
+    for p in alive:
+        with suppress(psutil.NoSuchProcess):
+            if p.status() != psutil.STATUS_ZOMBIE:
+                left.append((p.pid, " ".join(p.cmdline())[:120]))
     assert not left, f"processes left behind: {left}\n{launcher.output}"
     assert len(started) >= 1 + workers  # the workers were really separate processes
 
