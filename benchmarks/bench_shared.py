@@ -39,6 +39,7 @@ import anyio
 import httpx
 from common import (
     API_KEY,
+    IMAGE_MODEL,
     EmulatorProcess,
     create_tasks,
     ctl,
@@ -74,7 +75,7 @@ class RequestLog:
         self.learned: list[tuple[float, str, float]] = []  # (when, how, seconds)
         self.recorded: list[tuple[float, float]] = []  # own pause report: (sent, answered)
         by_slot: dict[int, list[float | None]] = {}
-        slot, note_send_lag, note_pause = gate.slot, gate.note_send_lag, gate._note_pause
+        slot, before_send, note_pause = gate.slot, gate.before_send, gate._note_pause
 
         @asynccontextmanager
         async def logged_slot(kind: Any = RequestKind.READ) -> AsyncIterator[None]:
@@ -89,11 +90,12 @@ class RequestLog:
                 finally:
                     by_slot.pop(key, None)
 
-        def logged_send_lag(lag: float) -> None:
+        async def logged_before_send(started: float) -> float:
+            out: float = await before_send(started)  # (raises if the request must not go)
             rec = by_slot.get(id(current_slot()))
-            if rec is not None and rec[2] is None:
+            if rec is not None:
                 rec[2] = time.monotonic()
-            note_send_lag(lag)
+            return out
 
         def logged_note_pause(seconds: float) -> None:
             gen = gate._pause_gen
@@ -102,9 +104,9 @@ class RequestLog:
                 how = sys._getframe(1).f_code.co_name
                 self.learned.append((time.monotonic(), how, seconds))
 
-        gate.slot, gate.note_send_lag, gate._note_pause = (
+        gate.slot, gate.before_send, gate._note_pause = (
             logged_slot,
-            logged_send_lag,
+            logged_before_send,
             logged_note_pause,
         )
         learn_in_thread = gate._learn_pause_in_thread
@@ -174,7 +176,7 @@ async def _work(args: argparse.Namespace, poller: Any, ids: list[str], log: Any)
     if coordinator is not None:
         lat = list(coordinator.latencies)
         out["round_trips"] = coordinator.round_trips
-        out["late_grants"] = coordinator.late_grants
+        out["late_grants"] = coordinator.late_grants + coordinator.late_sends
         out["rt_p50_ms"] = percentile(lat, 50) * 1000
         out["rt_p99_ms"] = percentile(lat, 99) * 1000
     if log is not None:
@@ -212,20 +214,20 @@ def explain(timeline: dict[str, Any], outs: list[dict[str, Any]], grace: float) 
         if not firsts or t - firsts[-1] > 1.0:
             firsts.append(t)
     recorded = sorted(r for o in outs for r in o["log"]["recorded"])
+    # the k-th request sent (by any worker) is the k-th to arrive: loopback keeps the order
+    sends = sorted(
+        (rec[2], w, rec) for w, o in enumerate(outs) for rec in o["log"]["requests"] if rec[2]
+    )
+    arrivals = sorted(timeline["arrivals"])
+    rank = {a: k for k, a in enumerate(arrivals)}
     lines = []
-    for a in violating_arrivals(timeline["arrivals"], timeline["sent_429"], grace):
+    for a in violating_arrivals(arrivals, timeline["sent_429"], grace):
         first = max((t for t in firsts if t <= a), default=a)
-        best: tuple[float, int, list[Any]] | None = None
-        for w, o in enumerate(outs):
-            for rec in o["log"]["requests"]:
-                sent = rec[2] if rec[2] is not None else rec[1]
-                if sent <= a + 0.002 and (best is None or sent > best[0]):
-                    best = (sent, w, rec)
         pg = next(((s_, e) for s_, e in recorded if e >= first), None)
-        if best is None:
+        if rank[a] >= len(sends):
             lines.append(f"  arrival +{(a - first) * 1e3:.0f} ms: no matching request")
             continue
-        sent, w, rec = best
+        sent, w, rec = sends[rank[a]]
         learned = next(
             ((t, how) for t, how, _ in outs[w]["log"]["learned"] if t >= first - 0.01), None
         )
@@ -294,10 +296,7 @@ async def run_case(
         counters = await ctl(http, url, "counters")
         timeline = await ctl(http, url, "timeline")
     if mode == "shared":
-        import psycopg
-
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await anyio.to_thread.run_sync(_drop_schema, dsn, schema)
     requests = sum(o["gate"]["requests"] for o in outs)
     result: dict[str, Any] = {
         "requests": counters["api_requests_total"],
@@ -317,6 +316,184 @@ async def run_case(
     return result
 
 
+# --------------------------------------------------------------------------------------------
+# the coordinator's cost, beside the SQLite journal's (one process, same run)
+# --------------------------------------------------------------------------------------------
+
+
+async def cost_creates(url: str, dsn: str, mode: str, n: int, tmp: Path) -> dict[str, Any]:
+    """``n`` creates, 8 at a time: with no limits and the SQLite journal's writes around each
+    (claim, on the wire, created: what a batch writes), or with shared limits and no journal."""
+    from gptunnel_async import AsyncGPTunnel, SharedLimits
+    from gptunnel_async.stores.sqlite import SQLiteJournal
+
+    schema = f"bench_{secrets.token_hex(4)}"
+    limits = SharedLimits(dsn, schema=schema, max_concurrency=CONCURRENCY)
+    create_s: list[float] = []
+    journal_s: list[float] = []
+    journal = SQLiteJournal(str(tmp / f"cost-{secrets.token_hex(4)}.sqlite"))
+    async with AsyncGPTunnel(
+        API_KEY, base_url=url, limits=limits if mode == "shared" else None, max_retries=0
+    ) as client:
+        if mode == "journal":
+            await journal.acquire()
+        cpu = time.process_time()
+        wall = time.perf_counter()
+
+        async def creator(k: int) -> None:
+            for i in range(k, n, 8):
+                key, body = f"k{i}", {"model": IMAGE_MODEL, "prompt": f"cost {i}"}
+                t0 = time.perf_counter()
+                if mode == "journal":
+                    await journal.claim(key, i, body)
+                    await journal.mark_on_wire(key)
+                t1 = time.perf_counter()
+                task = await client.media.create(**body)
+                t2 = time.perf_counter()
+                if mode == "journal":
+                    await journal.record(key, "created", task_id=task.id, kind=task.poll_kind)
+                journal_s.append(t1 - t0 + time.perf_counter() - t2)
+                create_s.append(t2 - t1)
+
+        async with anyio.create_task_group() as tg:
+            for k in range(8):
+                tg.start_soon(creator, k)
+        out: dict[str, Any] = {
+            "per_create_ms": (time.perf_counter() - wall) / n * 1e3,
+            "cpu_ms": (time.process_time() - cpu) / n * 1e3,
+            "create_p50": percentile(create_s, 50) * 1e3,
+            "create_p99": percentile(create_s, 99) * 1e3,
+        }
+        if mode == "journal":
+            await journal.aclose()
+            out["writes"] = 3.0
+            out["rt_p50"] = percentile(journal_s, 50) / 3 * 1e3  # per write (three a create)
+            out["rt_p99"] = percentile(journal_s, 99) / 3 * 1e3
+            out["ms_per_create"] = sum(journal_s) / n * 1e3
+        gate: Any = client.shared_gate
+        if gate is not None:
+            c = gate.coordinator
+            lat = list(c.latencies)
+            out["writes"] = (c.round_trips + c.pause_reports) / n
+            out["rt_p50"] = percentile(lat, 50) * 1e3
+            out["rt_p99"] = percentile(lat, 99) * 1e3
+            out["ms_per_create"] = sum(lat) / n * 1e3
+    if mode == "shared":
+        await anyio.to_thread.run_sync(_drop_schema, dsn, schema)
+    return out
+
+
+async def cost_polls(url: str, dsn: str, mode: str, ids: list[str], rps: float) -> dict[str, Any]:
+    """One process polling ``ids`` (never finishing) within ``rps``: a local gate, or shared."""
+    from gptunnel_async import AsyncGPTunnel, SharedLimits
+    from gptunnel_async.poller import FixedIntervalPolicy, Poller, PollerOptions
+
+    schema = f"bench_{secrets.token_hex(4)}"
+    shared = mode == "shared"
+    limits = SharedLimits(dsn, schema=schema, requests_per_second=rps, max_concurrency=CONCURRENCY)
+    client = AsyncGPTunnel(
+        API_KEY, base_url=url, limits=limits if shared else None, max_connections=PER_WORKER
+    )
+    options = PollerOptions(
+        max_concurrency=PER_WORKER,
+        requests_per_second=None if shared else rps,
+        policy=FixedIntervalPolicy(0.2),
+        max_poll_failures=10_000,
+    )
+    async with client, Poller(client, options) as poller:
+        for task_id in ids:
+            poller.add(task_id)
+        await anyio.sleep(1.0)  # warmed up
+        polls, cpu = poller.stats.polls, time.process_time()
+        gate: Any = poller.gate
+        trips = gate.coordinator.round_trips if shared else 0
+        seen = len(gate.coordinator.latencies) if shared else 0
+        await anyio.sleep(6.0)
+        polls = poller.stats.polls - polls
+        out: dict[str, Any] = {"polls": polls, "cpu_us": (time.process_time() - cpu) / polls * 1e6}
+        if shared:
+            lat = list(gate.coordinator.latencies)[seen:]
+            out["writes"] = (gate.coordinator.round_trips - trips) / polls
+            out["rt_p50"] = percentile(lat, 50) * 1e3
+            out["rt_p99"] = percentile(lat, 99) * 1e3
+    if shared:
+        await anyio.to_thread.run_sync(_drop_schema, dsn, schema)
+    return out
+
+
+def _drop_schema(dsn: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+async def cost_section(emu: EmulatorProcess, dsn: str, quick: bool, tmp: Path) -> str:
+    n = 200 if quick else 600
+    rps = 200.0
+    async with httpx.AsyncClient() as http:
+        await ctl(http, emu.url, "reset", seed=7)
+        await ctl(http, emu.url, "faults", never_finish_rate=1.0)
+        journal = await cost_creates(emu.url, dsn, "journal", n, tmp)
+        shared = await cost_creates(emu.url, dsn, "shared", n, tmp)
+        ids = await create_tasks(http, emu.url, 1000, prefix="cost")
+        local_polls = await cost_polls(emu.url, dsn, "local", ids, rps)
+        shared_polls = await cost_polls(emu.url, dsn, "shared", ids, rps)
+    j, sh, lp, sp = journal, shared, local_polls, shared_polls
+    rows = [
+        [
+            f"create ({n}, 8 at a time)",
+            "SQLite journal (claim, on the wire, created)",
+            f"{j['writes']:.2f}",
+            f"{j['rt_p50']:.2f} / {j['rt_p99']:.2f}",
+            f"{j['ms_per_create']:.2f}",
+            f"{j['create_p50']:.1f} / {j['create_p99']:.1f}",
+            "1.00",
+        ],
+        [
+            "",
+            "shared limits (PostgreSQL), no journal",
+            f"{sh['writes']:.2f}",
+            f"{sh['rt_p50']:.2f} / {sh['rt_p99']:.2f}",
+            f"{sh['ms_per_create']:.2f}",
+            f"{sh['create_p50']:.1f} / {sh['create_p99']:.1f}",
+            f"{sh['ms_per_create'] / j['ms_per_create']:.2f}",
+        ],
+        [
+            f"poll (1000 tasks, R={rps:g})",
+            "local gate",
+            "0",
+            "-",
+            f"CPU {lp['cpu_us']:.0f} µs/poll",
+            f"{lp['polls'] / 6:.0f} polls/s",
+            "1.00",
+        ],
+        [
+            "",
+            "shared limits (PostgreSQL)",
+            f"{sp['writes']:.2f}",
+            f"{sp['rt_p50']:.2f} / {sp['rt_p99']:.2f}",
+            f"CPU {sp['cpu_us']:.0f} µs/poll",
+            f"{sp['polls'] / 6:.0f} polls/s",
+            f"{sp['cpu_us'] / lp['cpu_us']:.2f}",
+        ],
+    ]
+    table = md_table(
+        [
+            "operation",
+            "coordination",
+            "round trips (writes) per op",
+            "each: p50 / p99 ms",
+            "cost per op",
+            "op latency p50 / p99 ms (or rate)",
+            "ratio (cost vs first row)",
+        ],
+        rows,
+    )
+    head = "### Cost of the coordinator, beside the SQLite journal (one process, same run)\n"
+    return "\n".join([head, machine_note() + "\n", table])
+
+
 async def main_async(args: argparse.Namespace) -> str:
     seconds = 5.0 if args.quick else 12.0
     rates = [float(r) for r in args.rates.split(",")]
@@ -325,7 +502,13 @@ async def main_async(args: argparse.Namespace) -> str:
     ok_all = True
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_shared_{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
+    cost = ""
     with EmulatorProcess(time_scale=1.0) as emu:
+        if args.only in ("", "cost"):
+            cost = await cost_section(emu, args.dsn, args.quick, tmp)
+            print(cost, flush=True)
+            if args.only == "cost":
+                return cost
         for rps in rates:
             for mode, label in [
                 ("shared", "shared R"),
@@ -394,13 +577,15 @@ async def main_async(args: argparse.Namespace) -> str:
         f"({seconds:g} s per case, two 429 bursts)\n"
     )
     verdict = "every shared case held its bounds" if ok_all else "a shared case broke a bound"
-    return "\n".join([head, machine_note() + "\n", table, "", *checks, "", f"**{verdict}**"])
+    parts = [head, machine_note() + "\n", table, "", *checks, "", f"**{verdict}**"]
+    return "\n\n".join([cost, "\n".join(parts)]) if cost else "\n".join(parts)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--rates", default="20,100,250")
+    p.add_argument("--only", default="", choices=["", "cost", "limits"], help="one part")
     p.add_argument("--modes", default="shared,split,local", help="which cases to run")
     p.add_argument("--dsn", default=os.environ.get("GPTUNNEL_BENCH_POSTGRES_DSN", DEFAULT_DSN))
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

@@ -16,7 +16,7 @@ import pytest
 
 from gptunnel_async import AsyncGPTunnel, Poller, PollerOptions
 from gptunnel_async._errors import InvalidInputError
-from gptunnel_async._polling.limits import RequestGate
+from gptunnel_async._polling.limits import PausedBeforeSend, RequestGate
 from gptunnel_async._polling.shared import (
     CoordinatorUnavailableError,
     SharedGate,
@@ -161,6 +161,8 @@ async def test_a_429_reaches_the_others_checks_while_every_event_loop_is_busy(
         while b.paused_until <= anyio.current_time() and time.monotonic() < deadline:
             time.sleep(0.005)  # noqa: ASYNC251 (blocking the loop on purpose)
         assert b.paused_until > anyio.current_time() + 3.0
+        while a.coordinator.pause_reports < 1 and time.monotonic() < deadline:
+            time.sleep(0.005)  # noqa: ASYNC251 (and recorded, for grants and newcomers)
         assert a.coordinator.pause_reports == 1
 
 
@@ -197,6 +199,22 @@ async def test_a_request_caught_by_a_pause_before_its_first_byte_waits_it_out() 
     arrivals = list(emulator.counters.arrivals)
     assert len(arrivals) == 1  # not sent into the pause, then sent once after it
     assert arrivals[0] - before >= 0.3
+
+
+async def test_a_grant_held_up_before_the_wire_takes_a_new_start(
+    pg_dsn: str, pg_schema: str
+) -> None:
+    limits = _limits(pg_dsn, pg_schema, requests_per_second=50)
+    async with SharedGate(limits, "s" * 32) as gate, gate.slot():
+        started = anyio.current_time()
+        assert await gate.before_send(started) == started  # on time: goes as granted
+        await anyio.sleep(0.2)  # held up (a busy loop, a slow connection)
+        later = await gate.before_send(started)
+        assert later > started + 0.2
+        gate.rate_limited(0.5)
+        with pytest.raises(PausedBeforeSend):
+            await gate.before_send(later)
+    assert gate.coordinator.late_sends == 1
 
 
 async def test_a_later_gate_learns_a_pause_in_force(pg_dsn: str, pg_schema: str) -> None:

@@ -365,9 +365,21 @@ class LimitsConnection:
         )
 
     def pause(self, key: str, seconds: float, rps: float | None, min_rate: float) -> float:
+        """Announce a 429's pause to every member, then record it for grants and newcomers.
+
+        The announcement is a statement of its own, committed at once: the recording waits for
+        the key's row lock behind the grant rounds in progress (on a busy server, tens of ms),
+        and a NOTIFY sent inside it would go out only when it commits.
+        """
+        announce = "SELECT pg_notify(%s, %s)"
+        note = f"{key} pause {max(seconds, 0.0)!r}"
         sql = f"SELECT {self._schema}.pause(%s, %s, %s, %s)"
-        row = self._run(lambda c: c.execute(sql, (key, seconds, rps, min_rate)).fetchone())
-        return float(row[0])
+
+        def run(c: Any) -> Any:
+            c.execute(announce, (f"{self._schema}_limits", note))
+            return c.execute(sql, (key, seconds, rps, min_rate)).fetchone()
+
+        return float(self._run(run)[0])
 
     def leave(self, key: str, member: str) -> None:
         """Give back every lease of this member now (instead of at its heartbeat's expiry)."""

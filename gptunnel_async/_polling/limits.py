@@ -67,6 +67,11 @@ class Gate(Protocol):
         """How long a request took from passing the gate to leaving."""
         ...
 
+    async def before_send(self, started: float) -> float:
+        """Just before the first byte of a request that passed the gate at ``started``: raise
+        ``PausedBeforeSend`` if a pause began since, else return its (maybe new) start."""
+        ...
+
 
 class PausedBeforeSend(Exception):
     """Internal: a 429 pause began after this request passed its gate and before its first byte
@@ -92,9 +97,8 @@ class _Slot:
         # The last look before the first byte: a pause that began since the gate let this
         # request through (another process's 429 is known here as soon as it is announced).
         # Raising here, before httpcore writes anything, closes the unused connection; waiting
-        # here instead could send on a connection the server closed meanwhile.
-        if self.gate.paused_until > anyio.current_time():
-            raise PausedBeforeSend
+        # out a pause here instead could send on a connection the server closed meanwhile.
+        self.started = await self.gate.before_send(self.started)
 
 
 _CURRENT_SLOT: ContextVar[_Slot | None] = ContextVar("gptunnel_gate_slot", default=None)
@@ -147,6 +151,13 @@ class SlotBookkeeping:
         finally:
             _CURRENT_SLOT.reset(token)
             self._in_flight -= 1
+
+    async def before_send(self, started: float) -> float:
+        """Just before the first byte (the slot's trace hook): ``PausedBeforeSend`` if a
+        pause began after the request passed the gate; a gate may also re-time a stale start."""
+        if self.paused_until > anyio.current_time():
+            raise PausedBeforeSend
+        return started
 
     async def wait_out_pause(self) -> None:
         """For a request that passed the gate before a 429 came: sleep until the pause is

@@ -129,6 +129,7 @@ class CoordinatorStats:
     round_trips: int = 0
     pause_reports: int = 0  # round trips recording a 429 (from this process's pause thread)
     late_grants: int = 0
+    late_sends: int = 0  # held up after the gate longer than a grant is good for: re-timed
     failures: int = 0
     outages: int = 0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
@@ -332,9 +333,10 @@ class SharedGate(SlotBookkeeping):
                 return True
             self._release()  # the database went away meanwhile: start over
 
-    async def _reach_start(self, waiter: _Waiter) -> bool:
+    async def _reach_start(self, waiter: _Waiter, *, pause_stops: bool = False) -> bool:
         """Sleep until the lease's start; after a new pause, or if the grant came back too late
-        to keep its start, take a new start (False: the database went away meanwhile)."""
+        to keep its start, take a new start (False: the database went away meanwhile, or a
+        pause came and ``pause_stops``)."""
         while True:
             gen = self._pause_gen
             if anyio.current_time() - waiter.start <= _LATE:
@@ -346,12 +348,30 @@ class SharedGate(SlotBookkeeping):
                 self.coordinator.late_grants += 1
             elif gen == self._pause_gen and self.paused_until <= anyio.current_time():
                 return True
+            elif pause_stops:
+                return False
             await self._sleep_out_pause()
             if self._degraded:
                 return False
             waiter = await self._ask(_Waiter(rerate=True))
             if waiter.degraded:
                 return False
+
+    async def before_send(self, started: float) -> float:
+        """Just before the first byte: no pause since the grant (else ``PausedBeforeSend``),
+        and a start not long past. A grant is good for ``_LATE`` after its start: a request
+        held up longer than that after passing the gate (a busy event loop, a slow
+        connection) takes a new start first. Late, it would bunch up with the requests other
+        processes send on time, and its grant may predate a 429 this process has not yet
+        heard of (the pause reaches PostgreSQL, then us, in about a round trip)."""
+        started = await super().before_send(started)
+        if anyio.current_time() - started <= _LATE or self._degraded:
+            return started
+        self.coordinator.late_sends += 1
+        waiter = await self._ask(_Waiter(rerate=True))
+        if not waiter.degraded:
+            await self._reach_start(waiter, pause_stops=True)
+        return await super().before_send(anyio.current_time())
 
     async def _new_start(self) -> None:
         """A held lease caught by a pause between its grant and the wire: a new start after
