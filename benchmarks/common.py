@@ -165,6 +165,8 @@ def _serve_main(argv: Sequence[str]) -> int:
                     if body.get("window", True)
                     else None,
                     "sent_429": len(c.sent_429),
+                    # creates per prompt (asked for: a batch's exactly-once check)
+                    "creates_by_prompt": dict(c.creates_by_prompt) if body.get("prompts") else None,
                     "drops": c.drops,
                     "internal_errors": [repr(e) for e in self.internal_errors],
                 }
