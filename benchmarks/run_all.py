@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ALL = ["requests", "learning", "sweep", "scale", "throughput", "limits", "shared"]
+ALL = [
+    "requests", "learning", "sweep", "scale", "throughput", "limits", "shared", "pg_batch",
+]  # fmt: skip
 
 
 def main() -> int:
