@@ -47,6 +47,7 @@ from ..stores import (
     Journal,
     JournalLocation,
     JournalRecord,
+    SharedJournal,
     State,
     body_digest,
     open_journal,
@@ -209,7 +210,7 @@ async def generate_many(
             async with poller, anyio.create_task_group() as tg:
                 run = BatchRun(poller, receive)
                 shared = _Shared(client, poller, run.progress, store, {})
-                feeder = _Feeder(shared, max_pending, create_retries)
+                feeder = _Feeder(shared, max_pending, create_retries, files=folder is not None)
                 drain = _Drain(shared, folder, download_concurrency or options.max_concurrency)
                 tg.start_soon(feeder.run, requests, options.max_concurrency)
                 tg.start_soon(drain.run, send)
@@ -232,6 +233,9 @@ class _Shared:
     journal: Journal | None
     keys: dict[int, str]  # input index -> journal key, while the request is in flight
     repolled: set[int] = field(default_factory=set)  # indexes whose task an earlier run made
+    # indexes whose file a run that died began to save: saved in that run's folder (the
+    # same names replace what it may have written), so a task is saved once
+    folders: dict[int, Path] = field(default_factory=dict)
 
 
 class _Stage:
@@ -242,14 +246,20 @@ class _Stage:
         self._journal = shared.journal
         self._keys = shared.keys
         self._repolled = shared.repolled
+        self._folders = shared.folders
 
 
 class _Feeder(_Stage):
     """Reads requests, creates (or resumes) their tasks, hands them to the poller."""
 
-    def __init__(self, shared: _Shared, max_pending: int, create_retries: int) -> None:
+    def __init__(
+        self, shared: _Shared, max_pending: int, create_retries: int, *, files: bool
+    ) -> None:
         super().__init__(shared)
         self._max_pending = max_pending
+        self._files = files  # the run saves files: a dead run's `done` rows are work left
+        self._sharing = shared.journal if isinstance(shared.journal, SharedJournal) else None
+        self._swept: set[str] = set()  # keys the sweep took that the input has not reached
         self._create_retries = create_retries
         self._creating = 0
         self._seen: Counter[str] = Counter()
@@ -261,6 +271,9 @@ class _Feeder(_Stage):
                 for _ in range(workers):
                     tg.start_soon(self._create_worker, receive.clone())
                 receive.close()
+                read = anyio.Event()
+                if self._sharing is not None:
+                    tg.start_soon(self._sweep, self._sharing, send.clone(), read)
                 async with send, aclosing(_aiter(requests)) as source:
                     index = 0
                     async for raw in source:
@@ -269,7 +282,7 @@ class _Feeder(_Stage):
                         await self._dispatch(send, index, raw)
                         self._progress.read += 1
                         index += 1
-                    await self._sweep(send)
+                read.set()
         finally:
             self._poller.close()
 
@@ -281,21 +294,45 @@ class _Feeder(_Stage):
         self._creating += 1
         await send.send((index, item))
 
-    async def _sweep(self, send: MemoryObjectSendStream[tuple[int, Any]]) -> None:
-        """A shared journal: once the input is read, take over the requests of runs that died,
-        and stay until no other live run has work left (it may die too)."""
-        take_over = getattr(self._journal, "take_over", None)
-        others_working = getattr(self._journal, "others_working", None)
-        if take_over is None or others_working is None:
-            return
-        while not self._poller.closed:
-            rows = await take_over(limit=self._max_pending)
-            for record, body in rows:
-                await self._dispatch(send, record.index, _TakenOver(record, body))
-            if not rows:
-                if not await others_working():
-                    return
-                await anyio.sleep(_SWEEP_INTERVAL)
+    async def _sweep(
+        self,
+        journal: SharedJournal,
+        send: MemoryObjectSendStream[tuple[int, Any]],
+        read: anyio.Event,
+    ) -> None:
+        """A shared journal: take over the requests of runs that died, every
+        ``_SWEEP_INTERVAL`` from the run's start (and at once when its input is read), so a
+        dead run's tasks are polled again within about that long, however far this run is
+        from the end of its input; once the input is read, stay until no other live run has
+        work left (it may die too).
+
+        Taken-over work goes ahead of the input: it may take this run up to ``max_pending``
+        past its bound (the tasks exist and are billed; their links age), and the input waits
+        until the run is back under it.
+        """
+        async with send:
+            while not self._poller.closed:
+                room = 2 * self._max_pending - self._poller.pending - self._creating
+                if room > 0:
+                    rows = await journal.take_over(limit=room, files=self._files)
+                    # noted before any await: the input's claim of one of these keys, queued
+                    # behind this call on the journal's connection, must find it here
+                    self._swept.update(record.key for record, _ in rows)
+                    for record, body in rows:
+                        if record.state in CLAIMABLE_STATES:  # to be sent: a create worker
+                            self._creating += 1
+                            await send.send((record.index, _TakenOver(record, body)))
+                        else:  # polled at once, not queued behind creates (gate, 429 pauses)
+                            await self._handle_taken_over(record.index, _TakenOver(record, body))
+                    if rows:
+                        continue
+                    if read.is_set() and not await journal.others_working(files=self._files):
+                        return
+                if read.is_set():
+                    await anyio.sleep(_SWEEP_INTERVAL)
+                else:
+                    with anyio.move_on_after(_SWEEP_INTERVAL):
+                        await read.wait()
 
     async def _create_worker(self, receive: MemoryObjectReceiveStream[tuple[int, Any]]) -> None:
         async with receive:
@@ -321,8 +358,12 @@ class _Feeder(_Stage):
             digest = body_digest(body)
             key = f"{digest}#{self._seen[digest]}"  # the n-th identical request is its own task
             self._seen[digest] += 1
+            claim = None if key in self._swept else await self._journal.claim(key, index, body)
+            if claim is None or key in self._swept:
+                # this run's sweep took it over from a dead run: its result comes from there
+                self._swept.discard(key)
+                return
             self._keys[index] = key
-            claim = await self._journal.claim(key, index, body)
             if not claim.won:
                 await self._resume(claim, request, raw, index)
                 return
@@ -425,6 +466,8 @@ class _Feeder(_Stage):
             return
         # created, done (file not saved yet) or saved-but-missing: poll the task again
         assert record.task_id is not None
+        if record.state == "done" and record.path and await anyio.Path(record.path).is_dir():
+            self._folders[index] = Path(record.path)  # where its run began to save it
         self._progress.repolled += 1
         self._repolled.add(index)
         self._add(record.task_id, request.tag, raw, index, kind=record.kind)
@@ -478,6 +521,7 @@ class _Drain(_Stage):
     def __init__(self, shared: _Shared, folder: Path | None, downloads: int) -> None:
         super().__init__(shared)
         self._folder = folder
+        self._where = folder.absolute() if folder is not None else None  # as the journal has it
         # A semaphore, not a CapacityLimiter: a slot is taken here and given back by the
         # download task that uses it.
         self._downloads = anyio.Semaphore(max(downloads, 1))
@@ -495,17 +539,23 @@ class _Drain(_Stage):
                     result = replace(result, from_journal=True)
                 if result.error is not None and result.error.status_code == 404:
                     result = replace(result, error=_unknown_task(result))
+                folder = self._folders.pop(result.index, None) if result.index is not None else None
                 if result.ok and self._folder is not None:
                     await self._downloads.acquire()
-                    tg.start_soon(self._save, send, result, key)
+                    tg.start_soon(self._save, send, result, key, folder or self._folder)
                 else:
                     await self._record(result, key)
                     await self._deliver(send, result)
 
-    async def _record(self, result: BatchResult, key: str | None) -> None:
+    async def _record(
+        self, result: BatchResult, key: str | None, folder: Path | None = None
+    ) -> None:
         if self._journal is None or key is None:
             return
-        if result.ok:
+        if result.ok and folder is not None:  # where the file goes, for a run taking over
+            where = self._where if folder == self._folder else folder
+            await self._journal.record(key, "done", url=result.url, path=str(where))
+        elif result.ok:
             await self._journal.record(key, "done", url=result.url)
         elif isinstance(result.error, TaskFailedError):
             await self._journal.record(key, "failed", error=str(result.error))
@@ -513,14 +563,17 @@ class _Drain(_Stage):
             await self._journal.record(key, "created", error=str(result.error))
 
     async def _save(
-        self, send: MemoryObjectSendStream[BatchResult], result: BatchResult, key: str | None
+        self,
+        send: MemoryObjectSendStream[BatchResult],
+        result: BatchResult,
+        key: str | None,
+        folder: Path,
     ) -> None:
         try:
-            await self._record(result, key)
-            assert self._folder is not None
+            await self._record(result, key, folder)
             try:
                 # the task's own download: a Suno song saves every track (the first is reported)
-                path = await result.task.download(self._folder)
+                path = await result.task.download(folder)
             except (GPTunnelError, OSError) as exc:
                 # The task is done and paid for; the file is not (the link died, the disk is
                 # full or read-only...). The journal keeps it "done", so a rerun fetches it

@@ -20,6 +20,7 @@ from .journal import (
     Journal,
     JournalEntry,
     JournalRecord,
+    SharedJournal,
     State,
     body_digest,
 )
@@ -103,6 +104,7 @@ __all__ = [
     "JournalRecord",
     "SQLiteBatchReader",
     "SQLiteJournal",
+    "SharedJournal",
     "State",
     "body_digest",
     "open_journal",

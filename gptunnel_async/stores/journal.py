@@ -157,3 +157,20 @@ class Journal(Protocol):
     async def aclose(self) -> None:
         """Give the journal up (another run may take it from now on)."""
         ...
+
+
+@runtime_checkable
+class SharedJournal(Journal, Protocol):
+    """A journal several live runs share (one batch): they take over the work of runs that
+    died. ``files``: the run saves files, so a dead run's ``done`` rows (file not saved) are
+    work left too."""
+
+    async def take_over(
+        self, limit: int = 100, *, files: bool = False
+    ) -> list[tuple[JournalRecord, dict[str, Any]]]:
+        """Rows of runs that died with work left, now this run's, with each create body."""
+        ...
+
+    async def others_working(self, *, files: bool = False) -> int:
+        """Rows with work left that other live runs hold (they may still die)."""
+        ...

@@ -50,12 +50,17 @@ from .journal import (
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the journal_state index
 _BATCH_RE = re.compile(r"^[\w.:@+/=-]{1,200}$")
 _COLUMNS = "key, idx, state, task_id, kind, url, path, error, owner"
 #: Rows whose run has work left in them: send, settle or poll. (A ``done`` row is final for a
 #: run that saves no files; a run that does saves it when it meets the request in its input.)
 _UNFINISHED = ("claimed", "sending", "created")
+
+
+def _work_left(files: bool) -> list[str]:
+    """States a dead run's row is work left in; ``done`` too for a run that saves files."""
+    return [*_UNFINISHED, "done"] if files else list(_UNFINISHED)
 
 
 def _schema_sql(s: str) -> str:
@@ -76,6 +81,8 @@ CREATE TABLE IF NOT EXISTS {s}.journal (
     PRIMARY KEY (batch, key)
 );
 CREATE INDEX IF NOT EXISTS journal_owner ON {s}.journal (batch, owner);
+-- Sweeps look for rows with work left, most of a long batch's rows being final by then.
+CREATE INDEX IF NOT EXISTS journal_state ON {s}.journal (batch, state);
 
 -- Whether the run ``owner`` of ``batch`` is alive: its session still holds its advisory lock.
 CREATE OR REPLACE FUNCTION {s}.journal_alive(p_batch text, p_owner text)
@@ -257,36 +264,51 @@ class PostgresJournal:
 
     # -- sharing -----------------------------------------------------------------------------
 
-    async def take_over(self, limit: int = 100) -> list[tuple[JournalRecord, dict[str, Any]]]:
-        """Rows of runs that died with work left (claimed, sending, created), now this run's,
-        with each request's create body. Claimed rows come back ``claimed`` by this run
-        (send them); the others as they were (poll, report, or save them)."""
+    async def take_over(
+        self, limit: int = 100, *, files: bool = False
+    ) -> list[tuple[JournalRecord, dict[str, Any]]]:
+        """Rows of runs that died with work left (claimed, sending, created; with ``files``,
+        done too: the file is not saved), now this run's, with each request's create body.
+        Claimed rows come back ``claimed`` by this run (send them); the others as they were
+        (poll, report, or save them).
+
+        Whether a run is alive is asked once per run holding such rows, not once per row
+        (each asks ``pg_locks``): a sweep costs one pass over the batch's rows."""
         sql = f"""
-            WITH gone AS (
-                SELECT j.key FROM {self.schema}.journal j
+            WITH owners AS MATERIALIZED (  -- not inlined: the check must not run per row
+                SELECT DISTINCT j.owner FROM {self.schema}.journal j
                 WHERE j.batch = %(batch)s AND j.state = ANY(%(states)s)
                   AND j.owner IS DISTINCT FROM %(me)s
-                  AND NOT {self.schema}.journal_alive(j.batch, j.owner)
+            ), dead AS MATERIALIZED (
+                SELECT o.owner FROM owners o
+                WHERE NOT {self.schema}.journal_alive(%(batch)s, o.owner)
+            ), gone AS (
+                SELECT j.key FROM {self.schema}.journal j
+                WHERE j.batch = %(batch)s AND j.state = ANY(%(states)s)
+                  AND j.owner IN (SELECT owner FROM dead)
                 ORDER BY j.idx LIMIT %(limit)s
-                FOR UPDATE SKIP LOCKED
+                FOR UPDATE OF j SKIP LOCKED
             )
             UPDATE {self.schema}.journal j SET owner = %(me)s, updated = clock_timestamp()
             FROM gone WHERE j.batch = %(batch)s AND j.key = gone.key
             RETURNING j.key, j.idx, j.state, j.task_id, j.kind, j.url, j.path, j.error,
                 j.owner, j.body"""
-        args = {"batch": self.batch, "states": list(_UNFINISHED), "me": self.owner, "limit": limit}
+        args = {"batch": self.batch, "states": _work_left(files), "me": self.owner, "limit": limit}
         rows = await self._query(lambda c: c.execute(sql, args).fetchall())
         rows.sort(key=lambda row: row[1])
         return [(JournalRecord(*row[:9]), json.loads(row[9])) for row in rows]
 
-    async def others_working(self) -> int:
-        """Unfinished rows held by other live runs (they will finish them, or die and leave
-        them to ``take_over``)."""
+    async def others_working(self, *, files: bool = False) -> int:
+        """Rows with work left (as ``take_over`` counts it) held by other live runs (they will
+        finish them, or die and leave them to ``take_over``)."""
         sql = f"""
-            SELECT count(*) FROM {self.schema}.journal j
-            WHERE j.batch = %s AND j.state = ANY(%s) AND j.owner IS DISTINCT FROM %s
-              AND {self.schema}.journal_alive(j.batch, j.owner)"""
-        args = (self.batch, list(_UNFINISHED), self.owner)
+            WITH o AS MATERIALIZED (  -- not inlined: the check must not run per row
+                SELECT j.owner, count(*) AS n FROM {self.schema}.journal j
+                WHERE j.batch = %s AND j.state = ANY(%s) AND j.owner IS DISTINCT FROM %s
+                GROUP BY j.owner
+            )
+            SELECT coalesce(sum(o.n), 0) FROM o WHERE {self.schema}.journal_alive(%s, o.owner)"""
+        args = (self.batch, _work_left(files), self.owner, self.batch)
         return int(await self._query(lambda c: c.execute(sql, args).fetchone()[0]))
 
     # -- plumbing ----------------------------------------------------------------------------
