@@ -7,6 +7,7 @@
 - a request this run's sweep took over is not handled a second time when the run's input
   reaches it;
 - the sweep asks PostgreSQL whether a run is alive once per run, not once per row;
+- a database lost mid-run: no new creates until it is back, polls go on, the run goes on;
 - the campaign itself, quick form (4 ``gptunnel batch`` processes, SIGKILLs, one outage).
 """
 
@@ -270,6 +271,68 @@ async def test_a_sweep_asks_whether_a_run_is_alive_once_per_run(
     finally:
         for run in runs:
             await run.aclose()
+
+
+def _polls(emu: Emulator) -> int:
+    return sum(n for route, n in emu.counters.requests_by_route.items() if "result" in route)
+
+
+@pytest.mark.anyio
+async def test_a_database_lost_mid_run_stops_creates_polls_go_on_and_the_run_goes_on(
+    pg_server: str, pg_dsn: str, pg_schema: str
+) -> None:
+    """Before: the first journal call after the connection was lost raised ``JournalError``
+    and the run ended (the campaign's workers all exited at its outage)."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    from gptunnel_async.stores.postgres import PostgresJournal
+
+    n = 24
+    db = conninfo_to_dict(pg_dsn)["dbname"]
+    emu = Emulator(EmulatorConfig(time_scale=SCALE, durations={MODEL: DurationDist(20.0, 40.0)}))
+    async with serve(emu) as server:
+        journal = PostgresJournal(pg_dsn, "lost-1", schema=pg_schema)
+        await journal.acquire()
+        prompts = []
+        try:
+            async with (
+                _client(server.url) as client,
+                generate_many(
+                    client, _requests(n), PollerOptions(max_concurrency=4), journal=journal
+                ) as run,
+                anyio.create_task_group() as tg,
+            ):
+
+                async def outage() -> None:
+                    with anyio.fail_after(30):
+                        while run.progress.created < 4:  # noqa: ASYNC110
+                            await anyio.sleep(0.02)
+                    with psycopg.connect(pg_server, autocommit=True) as admin:
+                        admin.execute(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS false')
+                        try:
+                            admin.execute(
+                                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                " WHERE datname = %s AND application_name LIKE %s",
+                                (db, "gptunnel-async journal%"),
+                            )
+                            await anyio.sleep(0.5)  # creates on the wire land
+                            creates, polls = emu.counters.creates_total, _polls(emu)
+                            await anyio.sleep(2.0)
+                            assert emu.counters.creates_total == creates  # no new create
+                            assert _polls(emu) > polls  # the tasks in flight are polled
+                        finally:
+                            admin.execute(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true')
+
+                tg.start_soon(outage)
+                async for r in run:
+                    assert r.ok, r.error
+                    prompts.append(r.request["prompt"])
+        finally:
+            await journal.aclose()
+    assert sorted(prompts) == sorted(r["prompt"] for r in _requests(n))
+    assert len(emu.counters.creates_by_prompt) == n
+    assert set(emu.counters.creates_by_prompt.values()) == {1}
 
 
 @pytest.mark.slow

@@ -318,11 +318,14 @@ class _Feeder(_Stage):
                     # noted before any await: the input's claim of one of these keys, queued
                     # behind this call on the journal's connection, must find it here
                     self._swept.update(record.key for record, _ in rows)
+                    # tasks first, polled at once; then the creates, each waiting for a create
+                    # worker (they wait for the gate, 429 pauses...): not the other way round
+                    rows.sort(key=lambda row: row[0].state in CLAIMABLE_STATES)
                     for record, body in rows:
-                        if record.state in CLAIMABLE_STATES:  # to be sent: a create worker
+                        if record.state in CLAIMABLE_STATES:
                             self._creating += 1
                             await send.send((record.index, _TakenOver(record, body)))
-                        else:  # polled at once, not queued behind creates (gate, 429 pauses)
+                        else:
                             await self._handle_taken_over(record.index, _TakenOver(record, body))
                     if rows:
                         continue

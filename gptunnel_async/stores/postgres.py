@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import anyio
 
 from .._errors import CoordinatorUnavailableError, JournalError
+from .._logs import logger
 from .._polling._pg_limits import (
     DatabaseUnavailable,
     check_schema,
@@ -50,7 +51,7 @@ from .journal import (
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2  # 2: the journal_state index
+SCHEMA_VERSION = 2  # 2: the journal_state index; a claim again of a row held is won
 _BATCH_RE = re.compile(r"^[\w.:@+/=-]{1,200}$")
 _COLUMNS = "key, idx, state, task_id, kind, url, path, error, owner"
 #: Rows whose run has work left in them: send, settle or poll. (A ``done`` row is final for a
@@ -115,9 +116,9 @@ BEGIN
         RETURN;
     END IF;
     SELECT * INTO r FROM {s}.journal j WHERE j.batch = p_batch AND j.key = p_key FOR UPDATE;
-    IF r.owner = p_owner THEN
-        RETURN QUERY SELECT false, false, r.key, r.idx, r.state, r.task_id, r.kind, r.url,
-            r.path, r.error, r.owner;
+    IF r.owner = p_owner THEN  -- a claim again (its answer was lost): won if nothing was sent
+        RETURN QUERY SELECT r.state = 'claimed', false, r.key, r.idx, r.state, r.task_id,
+            r.kind, r.url, r.path, r.error, r.owner;
         RETURN;
     END IF;
     IF {s}.journal_alive(p_batch, r.owner) THEN
@@ -148,6 +149,23 @@ def check_batch(name: str) -> str:
     return name
 
 
+#: A lost connection: how long a run waits for PostgreSQL to be back, how often it tries, and
+#: how long it then lets the other runs take their locks again (see ``_rejoin``).
+REJOIN_FOR = 120.0
+REJOIN_EVERY = 0.5
+REJOIN_GRACE = 2.0
+
+
+class _Lost(Exception):
+    """Internal: the connection is gone (not: the statement was refused)."""
+
+
+def _psycopg_error() -> type[Exception]:
+    import psycopg
+
+    return psycopg.Error
+
+
 class PostgresJournal:
     """The rows of batch ``batch`` in PostgreSQL, shared by every run that names it.
 
@@ -163,6 +181,8 @@ class PostgresJournal:
         self._conn: Any = None
         self._life: Any = None
         self._limiter: anyio.CapacityLimiter | None = None
+        self._generation = 0  # how many times the connections were made again
+        self._rejoined: anyio.Event | None = None  # set once they are (None: not lost)
 
     def __repr__(self) -> str:
         return f"PostgresJournal({describe_dsn(self.dsn)!r}, batch={self.batch!r})"
@@ -190,13 +210,23 @@ class PostgresJournal:
                 " SET tcp_keepalives_count = 3"
             )
             conn = connect(self.dsn, "gptunnel-async journal")
-            install_once(conn, self.schema, "journal", SCHEMA_VERSION, _schema_sql(self.schema))
-            life.execute(
-                "SELECT pg_advisory_lock(hashtextextended(%s, 0))", (f"{self.batch}/{self.owner}",)
-            )
         except Exception:
             life.close()
             raise
+        try:
+            install_once(conn, self.schema, "journal", SCHEMA_VERSION, _schema_sql(self.schema))
+            got = life.execute(
+                "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
+                (f"{self.batch}/{self.owner}",),
+            ).fetchone()
+        except Exception:
+            conn.close()
+            life.close()
+            raise
+        if not got or not got[0]:  # only after a loss: its old session is not over yet
+            conn.close()
+            life.close()
+            raise DatabaseUnavailable("this run's previous session still holds its lock")
         self._life, self._conn = life, conn
 
     async def aclose(self) -> None:
@@ -229,11 +259,12 @@ class PostgresJournal:
         await self._move(key, "sending", "claimed", strict=False)
 
     async def _move(self, key: str, before: State, after: State, *, strict: bool) -> None:
+        # ``after`` too: the same move again, when the answer to the first was lost, is done
         sql = (
             f"UPDATE {self.schema}.journal SET state = %s, updated = clock_timestamp()"
-            " WHERE batch = %s AND key = %s AND state = %s AND owner = %s"
+            " WHERE batch = %s AND key = %s AND state = ANY(%s) AND owner = %s"
         )
-        args = (after, self.batch, key, before, self.owner)
+        args = (after, self.batch, key, [before, after], self.owner)
         changed = await self._query(lambda c: c.execute(sql, args).rowcount)
         if strict and changed != 1:
             raise JournalError(
@@ -314,17 +345,80 @@ class PostgresJournal:
     # -- plumbing ----------------------------------------------------------------------------
 
     async def _query(self, fn: Callable[[Any], T]) -> T:
+        """One call on the journal's connection. The connection lost (PostgreSQL restarted,
+        the session terminated, the network cut): wait for PostgreSQL to be back (``_rejoin``)
+        and make the call again, once. Every call here may be made twice (its first answer
+        lost): each is written to end in the same row either way."""
         import psycopg
 
         def call() -> T:
-            if self._conn is None:
+            conn = self._conn
+            if conn is None:
                 raise JournalError(f"journal {self.where}: acquire() it first")
             try:
-                return fn(self._conn)
+                return fn(conn)
             except psycopg.Error as exc:
+                if conn.broken or conn.closed:
+                    raise _Lost(one_line(exc)) from None
                 raise JournalError(f"journal {self.where}: {one_line(exc)}") from None
 
-        return await self._thread(call)
+        for attempt in range(2):
+            while self._rejoined is not None:  # another call is making the connection again
+                await self._rejoined.wait()
+            generation = self._generation
+            try:
+                return await self._thread(call)
+            except _Lost as lost:
+                if attempt:
+                    raise JournalError(f"journal {self.where}: connection lost ({lost})") from None
+                await self._rejoin(generation, str(lost))
+        raise AssertionError("unreachable")
+
+    async def _rejoin(self, generation: int, reason: str) -> None:
+        """Connect again and take this run's liveness lock again, within ``REJOIN_FOR``
+        seconds (``JournalError`` if not). Meanwhile every call waits: no claim, so no new
+        create; the poller goes on polling. Once back, wait ``REJOIN_GRACE`` before any call,
+        so that the other runs, lost with this one, have taken their locks again: a run
+        that acts at once would find them "dead" and take their rows over."""
+        if generation != self._generation or self._rejoined is not None:
+            return  # made again already, or being made
+        self._rejoined = anyio.Event()
+        logger.warning(
+            "journal %s: connection lost (%s); waiting up to %.0f s for PostgreSQL "
+            "(no new creates meanwhile, polls go on)",
+            self.where,
+            reason,
+            REJOIN_FOR,
+        )
+        try:
+            await self._thread(self._close_quietly)
+            last: Exception | None = None
+            with anyio.move_on_after(REJOIN_FOR):
+                while True:
+                    try:
+                        await self._thread(self._open)
+                        break
+                    except (DatabaseUnavailable, JournalError, _psycopg_error()) as exc:
+                        last = exc
+                    await anyio.sleep(REJOIN_EVERY)
+            if self._conn is None:
+                raise JournalError(
+                    f"journal {self.where}: PostgreSQL not back within {REJOIN_FOR:.0f} s "
+                    f"({one_line(last) if last else 'no answer'})"
+                )
+            logger.warning("journal %s: connected again", self.where)
+            await anyio.sleep(REJOIN_GRACE)
+            self._generation += 1
+        finally:
+            self._rejoined.set()
+            self._rejoined = None
+
+    def _close_quietly(self) -> None:
+        conn, life, self._conn, self._life = self._conn, self._life, None, None
+        for c in (conn, life):
+            if c is not None:
+                with contextlib.suppress(Exception):
+                    c.close()
 
     async def _thread(self, fn: Callable[[], T]) -> T:
         if self._limiter is None:
