@@ -82,7 +82,7 @@ class Settings:
     max_kills: int = 400
     concurrency: int = 8
     max_pending: int = 40
-    timeout: float = 900.0  # the whole run
+    timeout: float = 1800.0  # the whole run (a loaded 2-core machine is slow)
     outage_after: float | None = 0.35  # share of the batch saved when the database goes away
     outage_seconds: float = 3.0
     dsn: str = field(default_factory=lambda: os.environ.get(DSN_ENV) or DEFAULT_DSN)
@@ -454,6 +454,7 @@ def takeovers(
     slot_of = {pid: w.slot for w in workers for pid, _ in w.runs}
     owner_lat: list[float] = []
     poll_lat: list[float] = []
+    after_take: list[float] = []  # from the takeover itself to that first poll
     create_lat: list[float] = []
     by_restart = by_other = never = 0
     held: Counter[str] = Counter()
@@ -492,6 +493,7 @@ def takeovers(
                 first = next((t for t in polls.get(last["task_id"], []) if t >= took_mono), None)
                 if first is not None:
                     poll_lat.append(first - kill.mono)
+                    after_take.append(first - took_mono)
             if last["state"] == "claimed":
                 prompt = last.get("prompt")
                 first = next((t for t in creates.get(prompt or "", []) if t >= took_mono), None)
@@ -503,6 +505,7 @@ def takeovers(
         "sending": sending,
         "owner": owner_lat,
         "poll": poll_lat,
+        "after_take": after_take,
         "create": create_lat,
         "by_restart": by_restart,
         "by_other": by_other,
@@ -646,6 +649,7 @@ def audit(
         ("takeover: kill -> owned by a live worker (p50/p99/max)", _stats(tk["owner"]), ""),
         ("takeover: kill -> first poll of a created task by its new owner",
          _stats(tk["poll"]), ""),
+        ("... of which: takeover -> that first poll", _stats(tk["after_take"]), ""),
         ("takeover: kill -> create of a claimed row by its new owner", _stats(tk["create"]), ""),
         ("rows taken over by the restarted worker / by another live one",
          f"{tk['by_restart']} / {tk['by_other']}", ""),
@@ -675,6 +679,7 @@ def audit(
         "arrived": len(arrived),
         "owner_latency": tk["owner"],
         "poll_latency": tk["poll"],
+        "after_take": tk["after_take"],
         "create_latency": tk["create"],
         "worst": tk["worst"],
         "held": held,
