@@ -16,8 +16,9 @@ requests/s and uses a fraction of a core for them (the CPU each case used is rep
 how busy the whole machine was). Tasks are short (5-10 s of real time, run 10x faster).
 
 - **budget large enough**: no rate limit; 4 workers must finish in <= 0.35x the wall time of 1.
-- **small shared budget**: ``--limits postgresql://... --rps R -c 8`` (one budget for every
-  process using the key: R requests/s and 8 in flight in all), R below what one worker does
+- **small shared budget**: ``--limits postgresql://... --rps R -c 16`` (one budget for every
+  process using the key: R requests/s and 16 in flight in all, more than the 6 that R = 30 at
+  0.2 s keeps in flight, so the rate is what binds), R below what one worker does
   alone (checked against the large-budget case); 4 workers must be no slower than 1 (<= 1.05x:
   run-to-run noise) and the emulator's busiest second within 1.05 R.
 
@@ -57,6 +58,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 WORKERS = 4
 PER_WORKER = 8  # -c: each worker's own concurrency bound
+# -c with --limits: one bound for all the processes. Over twice R x latency, so that the rate
+# is the budget that binds, not the shared concurrency (a lease is held a round trip longer).
+SHARED_CONCURRENCY = 16
 LATENCY = 0.2  # s added to every API answer (the real API's take hundreds of ms)
 TIME_SCALE = 10.0
 DURATION = (5.0, 10.0)  # real-time seconds, log-uniform (0.5-1 s here)
@@ -115,19 +119,20 @@ def gptunnel(*args: str) -> list[str]:
 
 
 def worker_command(
-    url: str, prompts: Path, out: Path, dsn: str, batch: str, rps: float | None
+    url: str, prompts: Path, out: Path, dsn: str, batch: str, rps: float | None, shared_c: int
 ) -> list[str]:
     cmd = gptunnel("--base-url", url, "--clock-scale", f"{TIME_SCALE:g}", "batch", str(prompts))
-    cmd += ["-o", str(out), "-m", IMAGE_MODEL, "--no-progress", "-c", str(PER_WORKER)]
+    concurrency = PER_WORKER if rps is None else shared_c
+    cmd += ["-o", str(out), "-m", IMAGE_MODEL, "--no-progress", "-c", str(concurrency)]
     cmd += ["--journal", dsn, "--batch", batch]
-    if rps is not None:  # one budget for all: R/s and PER_WORKER in flight, through PostgreSQL
+    if rps is not None:  # one budget for all, R/s and C in flight, through PostgreSQL
         cmd += ["--rps", f"{rps:g}", "--limits", dsn]
     return cmd
 
 
 async def run_case(
     emu: EmulatorProcess, db: Database, prompts: Path, n: int, workers: int,
-    rps: float | None, tmp: Path,
+    rps: float | None, shared_c: int, tmp: Path,
 ) -> dict[str, Any]:  # fmt: skip
     url = emu.url
     label = f"{workers}w-{'rps' if rps else 'free'}"
@@ -156,7 +161,7 @@ async def run_case(
             async with anyio.create_task_group() as tg:
                 for folder, log in zip(folders, logs, strict=True):
                     with log.open("w") as err:
-                        cmd = worker_command(url, prompts, folder, db.dsn, batch, rps)
+                        cmd = worker_command(url, prompts, folder, db.dsn, batch, rps, shared_c)
                         proc = await anyio.open_process(
                             cmd, stdout=subprocess.DEVNULL, stderr=err, env=env
                         )
@@ -275,7 +280,7 @@ async def main_async(args: argparse.Namespace) -> str:
                 for workers in (1, WORKERS):
                     if args.cases and f"{workers}{'rps' if rps else 'free'}" not in args.cases:
                         continue
-                    r = await run_case(emu, db, prompts, n, workers, rps, tmp)
+                    r = await run_case(emu, db, prompts, n, workers, rps, args.shared_c, tmp)
                     results[workers, rps] = r
                     print(
                         f"- {r['label']}: {r['wall']:.1f} s, {r['api_requests']} API requests "
@@ -287,11 +292,11 @@ async def main_async(args: argparse.Namespace) -> str:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.cases:
         return "(--cases: no verdict)"
-    return report(results, n, args.rps, note)
+    return report(results, n, args.rps, args.shared_c, note)
 
 
 def report(results: dict[tuple[int, float | None], dict[str, Any]], n: int, rps: float,
-           note: str) -> str:  # fmt: skip
+           shared_c: int, note: str) -> str:  # fmt: skip
     rows = []
     for (workers, budget), r in results.items():
         rows.append(
@@ -340,9 +345,9 @@ def report(results: dict[tuple[int, float | None], dict[str, Any]], n: int, rps:
     ]
     head = (
         f"### Work shared: {n} tasks, 1 vs {WORKERS} `gptunnel batch` workers on one "
-        f"PostgreSQL batch\n\nEach worker `-c {PER_WORKER}`; every API answer delayed "
-        f"{LATENCY:g} s; tasks {DURATION[0]:g}-{DURATION[1]:g} s at time scale "
-        f"{TIME_SCALE:g}.\n"
+        f"PostgreSQL batch\n\nEach worker `-c {PER_WORKER}` (small budget: `--limits --rps "
+        f"{rps:g} -c {shared_c}`, shared); every API answer delayed {LATENCY:g} s; tasks "
+        f"{DURATION[0]:g}-{DURATION[1]:g} s at time scale {TIME_SCALE:g}.\n"
     )
     return "\n".join([head, note + "\n", table, "", *checks])
 
@@ -352,6 +357,9 @@ def main() -> None:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--tasks", type=int, default=None)
     p.add_argument("--rps", type=float, default=30.0, help="the small shared budget")
+    p.add_argument(
+        "--shared-c", type=int, default=SHARED_CONCURRENCY, help="-c with --limits (shared)"
+    )
     p.add_argument("--dsn", default=os.environ.get("GPTUNNEL_BENCH_POSTGRES_DSN", DEFAULT_DSN))
     p.add_argument("--cases", type=lambda t: t.split(","), help="e.g. 1free,4rps (no verdict)")
     args = p.parse_args()
