@@ -313,6 +313,7 @@ def report(results: dict[tuple[int, float | None], dict[str, Any]], n: int, rps:
                 "/".join(str(k) for k in r["saved_per_worker"]),
                 f"{r['worker_cpu']:.1f}",
                 f"{r['emulator_cpu']:.1f}",
+                f"{(r['worker_cpu'] + r['emulator_cpu']) / r['wall']:.2f}",
                 f"{100 * r['machine_busy']:.0f} %",
                 f"{r['prompts_created']}×{r['most_creates_per_prompt']}",
                 f"{r['downloads']} / {r['files_on_disk']}",
@@ -323,7 +324,8 @@ def report(results: dict[tuple[int, float | None], dict[str, Any]], n: int, rps:
         [
             "budget", "workers", "wall s", "each worker's exit s", "API requests", "req/s",
             "busiest 1 s", "max in flight", "polls / task", "saved per worker",
-            "workers' CPU s", "emulator CPU s", "machine busy", "prompts created × max",
+            "workers' CPU s", "emulator CPU s", "cores used (workers + emulator)",
+            "machine busy (all processes)", "prompts created × max",
             "downloads / files", "exactly once",
         ],
         rows,
