@@ -261,3 +261,22 @@ def status_error_class(status_code: int, error_type: str | None) -> type[APIStat
 class CoordinatorUnavailableError(GPTunnelError):
     """The PostgreSQL server that coordinates several processes cannot be reached (shared limits
     or a shared batch); nothing was sent on its account."""
+
+
+class JournalUnavailableError(JournalError, CoordinatorUnavailableError):
+    """A shared journal's PostgreSQL was lost mid-run and not back within the journal's
+    ``outage_timeout``: the run ends. No create left unrecorded; a rerun resumes the batch."""
+
+
+class JournalAwayError(JournalError):
+    """Internal to a run: the shared journal's database is away right now, so this create was
+    not sent (its write-ahead could not be made); it is sent once the database is back."""
+
+    may_have_been_created = False
+
+
+class JournalTakenOverError(JournalError):
+    """Another run took this request over while this run was cut off from the shared journal
+    (its liveness lock lapsed): this run neither sends nor writes it; that run reports it."""
+
+    may_have_been_created = False

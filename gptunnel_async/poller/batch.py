@@ -33,7 +33,10 @@ from .._errors import (
     CreateOutcomeUnknownError,
     GPTunnelError,
     InvalidInputError,
+    JournalAwayError,
     JournalError,
+    JournalTakenOverError,
+    JournalUnavailableError,
     PollerClosedError,
     TaskFailedError,
     TaskTimeoutError,
@@ -216,6 +219,11 @@ async def generate_many(
                 tg.start_soon(drain.run, send)
                 yield run
                 tg.cancel_scope.cancel()
+        except Exception as exc:  # (groups of) journal errors: one typed, one-line error
+            lost = _one_journal_error(exc)
+            if lost is None:
+                raise
+            raise lost from None
         finally:
             receive.close()
     finally:
@@ -326,7 +334,12 @@ class _Feeder(_Stage):
                             self._creating += 1
                             await send.send((record.index, _TakenOver(record, body)))
                         else:
-                            await self._handle_taken_over(record.index, _TakenOver(record, body))
+                            try:
+                                await self._handle_taken_over(
+                                    record.index, _TakenOver(record, body)
+                                )
+                            except JournalTakenOverError as exc:  # and taken back meanwhile
+                                self._taken_away(record.index, exc)
                     if rows:
                         continue
                     if read.is_set() and not await journal.others_working(files=self._files):
@@ -342,8 +355,17 @@ class _Feeder(_Stage):
             async for index, raw in receive:
                 try:
                     await self._handle(index, raw)
+                except JournalTakenOverError as exc:
+                    self._taken_away(index, exc)
                 finally:
                     self._creating -= 1
+
+    def _taken_away(self, index: int, exc: JournalTakenOverError) -> None:
+        """Another run took this request over while this run was cut off from the shared
+        journal: it is that run's now (sent, polled and reported there), dropped here."""
+        logger.info("request #%d: %s", index, exc)
+        self._progress.elsewhere += 1
+        self._keys.pop(index, None)
 
     async def _handle(self, index: int, raw: Any) -> None:
         if isinstance(raw, _TakenOver):
@@ -381,9 +403,19 @@ class _Feeder(_Stage):
         """Send one create and journal its outcome; ``None`` if it failed (already reported)."""
         wire = _JournalWire(self._journal, key) if self._journal and key else None
         try:
-            task = await self._client.media.create_from_body(
-                body, gate=self._poller.gate, max_retries=self._create_retries, write_ahead=wire
-            )
+            while True:
+                if self._sharing is not None:  # its database lost: creates wait for it here
+                    await self._sharing.wait_ready()
+                try:
+                    task = await self._client.media.create_from_body(
+                        body,
+                        gate=self._poller.gate,
+                        max_retries=self._create_retries,
+                        write_ahead=wire,
+                    )
+                    break
+                except JournalAwayError:  # lost just now: nothing sent, send it once back
+                    continue
         except JournalError:
             raise  # without its record the batch must not go on
         except GPTunnelError as exc:
@@ -546,12 +578,24 @@ class _Drain(_Stage):
                 if result.ok and self._folder is not None:
                     await self._downloads.acquire()
                     tg.start_soon(self._save, send, result, key, folder or self._folder)
-                else:
-                    await self._record(result, key)
+                elif await self._record(result, key):
                     await self._deliver(send, result)
 
     async def _record(
         self, result: BatchResult, key: str | None, folder: Path | None = None
+    ) -> bool:
+        """Journal a polled task's outcome; False if the task is not this run's any more
+        (taken over while this run was cut off from a shared journal: that run reports it)."""
+        try:
+            await self._write_outcome(result, key, folder)
+        except JournalTakenOverError as exc:
+            logger.info("task %s: %s", result.id, exc)
+            self._progress.elsewhere += 1
+            return False
+        return True
+
+    async def _write_outcome(
+        self, result: BatchResult, key: str | None, folder: Path | None
     ) -> None:
         if self._journal is None or key is None:
             return
@@ -573,7 +617,8 @@ class _Drain(_Stage):
         folder: Path,
     ) -> None:
         try:
-            await self._record(result, key, folder)
+            if not await self._record(result, key, folder):
+                return
             try:
                 # the task's own download: a Suno song saves every track (the first is reported)
                 path = await result.task.download(folder)
@@ -588,7 +633,10 @@ class _Drain(_Stage):
                 # Absolute: a shared journal's reader (any machine, any folder) must know where.
                 with anyio.CancelScope(shield=True):
                     where = str(await anyio.Path(path).absolute())
-                    await self._journal.record(key, "saved", path=where)
+                    try:
+                        await self._journal.record(key, "saved", path=where)
+                    except JournalTakenOverError as exc:  # the file is here all the same
+                        logger.warning("task %s: saved at %s; %s", result.id, where, exc)
             self._progress.saved += 1
             await self._deliver(send, replace(result, path=path))
         finally:
@@ -605,6 +653,26 @@ class _Drain(_Stage):
             self._progress.failed += 1
         self._progress.in_flight = self._poller.pending
         await send.send(result)
+
+
+def _one_journal_error(exc: BaseException) -> JournalError | None:
+    """The error to raise for a (nested) group whose every leaf is a journal error — e.g. each
+    waiting call's ``JournalUnavailableError`` once a lost database is given up on — else
+    None (the group is raised as it is)."""
+    leaves: list[BaseException] = []
+    pending = [exc]
+    while pending:
+        e = pending.pop()
+        inner = getattr(e, "exceptions", None)
+        if isinstance(inner, (list, tuple)) and inner:
+            pending.extend(inner)
+        else:
+            leaves.append(e)
+    errors = [e for e in leaves if isinstance(e, JournalError)]
+    if leaves == [exc] or len(errors) != len(leaves):  # not a group, or not only these
+        return None
+    unavailable = [e for e in errors if isinstance(e, JournalUnavailableError)]
+    return (unavailable or errors)[0]
 
 
 def _unknown_task(result: BatchResult) -> TaskFailedError:

@@ -174,3 +174,9 @@ class SharedJournal(Journal, Protocol):
     async def others_working(self, *, files: bool = False) -> int:
         """Rows with work left that other live runs hold (they may still die)."""
         ...
+
+    async def wait_ready(self) -> None:
+        """Return once the store answers (at once, unless its database was lost); a create
+        is sent only then. ``mark_on_wire`` of a store that is away raises
+        ``JournalAwayError`` (nothing is sent: wait here, then send it)."""
+        ...

@@ -28,7 +28,13 @@ from typing import Any, TypeVar
 
 import anyio
 
-from .._errors import CoordinatorUnavailableError, JournalError
+from .._errors import (
+    CoordinatorUnavailableError,
+    JournalAwayError,
+    JournalError,
+    JournalTakenOverError,
+    JournalUnavailableError,
+)
 from .._logs import logger
 from .._polling._pg_limits import (
     DatabaseUnavailable,
@@ -38,6 +44,7 @@ from .._polling._pg_limits import (
     install_once,
     one_line,
 )
+from .._retry import RetryPolicy
 from .journal import (
     EXPORT_PAGE,
     Claim,
@@ -51,7 +58,8 @@ from .journal import (
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2  # 2: the journal_state index; a claim again of a row held is won
+# 2: the journal_state index; a claim again of a row held is won. 3: wire_owner
+SCHEMA_VERSION = 3
 _BATCH_RE = re.compile(r"^[\w.:@+/=-]{1,200}$")
 _COLUMNS = "key, idx, state, task_id, kind, url, path, error, owner"
 #: Rows whose run has work left in them: send, settle or poll. (A ``done`` row is final for a
@@ -82,6 +90,9 @@ CREATE TABLE IF NOT EXISTS {s}.journal (
     PRIMARY KEY (batch, key)
 );
 CREATE INDEX IF NOT EXISTS journal_owner ON {s}.journal (batch, owner);
+-- The run whose write-ahead made the row ``sending`` last: only it knows what became of that
+-- create (a run that takes the row over can only call it unknown).
+ALTER TABLE {s}.journal ADD COLUMN IF NOT EXISTS wire_owner text;
 -- Sweeps look for rows with work left, most of a long batch's rows being final by then.
 CREATE INDEX IF NOT EXISTS journal_state ON {s}.journal (batch, state);
 
@@ -149,11 +160,16 @@ def check_batch(name: str) -> str:
     return name
 
 
-#: A lost connection: how long a run waits for PostgreSQL to be back, how often it tries, and
-#: how long it then lets the other runs take their locks again (see ``_rejoin``).
+#: A lost connection: how long a run waits for PostgreSQL to be back by default (the
+#: journal's ``outage_timeout``), how often it tries (backoff from 0.25 s up to 2 s, jittered),
+#: and how long it then lets the other runs take their locks again (see ``_rejoin``).
 REJOIN_FOR = 120.0
-REJOIN_EVERY = 0.5
+REJOIN_BACKOFF = RetryPolicy(initial_delay=0.25, max_delay=2.0)
 REJOIN_GRACE = 2.0
+
+
+#: A call whose connection is lost again each time it is made again gives up after this many.
+_LOSSES_PER_CALL = 3
 
 
 class _Lost(Exception):
@@ -173,16 +189,31 @@ class PostgresJournal:
     before anything is sent) and takes this run's liveness lock; ``aclose`` gives it up.
     """
 
-    def __init__(self, dsn: str, batch: str, *, schema: str = "gptunnel") -> None:
+    def __init__(
+        self,
+        dsn: str,
+        batch: str,
+        *,
+        schema: str = "gptunnel",
+        outage_timeout: float = REJOIN_FOR,
+    ) -> None:
+        if not isinstance(outage_timeout, (int, float)) or not outage_timeout >= 0:
+            raise JournalError(f"outage_timeout is seconds >= 0, got {outage_timeout!r}")
         self.dsn = dsn
         self.batch: str = check_batch(batch)
         self.schema: str = check_schema(schema)
         self.owner: str = new_owner_id()
+        self.outage_timeout = float(outage_timeout)
+        self.outages = 0  # connections lost and made again (for tests and monitoring)
         self._conn: Any = None
         self._life: Any = None
         self._limiter: anyio.CapacityLimiter | None = None
         self._generation = 0  # how many times the connections were made again
         self._rejoined: anyio.Event | None = None  # set once they are (None: not lost)
+        # Why the connections must be made again, found by a call that could not wait for it
+        # (``mark_on_wire``: a lost connection, or this run's liveness lock gone).
+        self._lost: str | None = None
+        self._gave_up: str | None = None  # the database was not back in time: every call fails
 
     def __repr__(self) -> str:
         return f"PostgresJournal({describe_dsn(self.dsn)!r}, batch={self.batch!r})"
@@ -253,35 +284,124 @@ class PostgresJournal:
         return Claim(JournalRecord(*row[2:]), won=bool(row[0]), elsewhere=bool(row[1]))
 
     async def mark_on_wire(self, key: str) -> None:
-        await self._move(key, "claimed", "sending", strict=True)
+        """``claimed`` -> ``sending``, only while this run holds its liveness lock, in the same
+        statement: a run whose lock lapsed (its session lost) may have had the row taken over
+        by a live run, which sends it. Never waits for a lost database (the create holds a
+        gate slot the polls need): ``JournalAwayError``, nothing sent, send it once back
+        (``wait_ready``). ``JournalTakenOverError``: another run has the request now."""
+        s = self.schema
+        sql = (
+            f"UPDATE {s}.journal SET state = 'sending', wire_owner = owner,"
+            " updated = clock_timestamp()"
+            " WHERE batch = %s AND key = %s AND state = ANY(%s) AND owner = %s"
+            f" AND {s}.journal_alive(batch, owner)"
+        )
+        # the move again, when the answer to the first was lost, is done (``sending``)
+        args = (self.batch, key, ["claimed", "sending"], self.owner)
+        why_sql = (
+            f"SELECT j.owner, j.state, {s}.journal_alive(%s, %s) FROM {s}.journal j"
+            " WHERE j.batch = %s AND j.key = %s"
+        )
+        why_args = (self.batch, self.owner, self.batch, key)
+
+        def move(c: Any) -> Any:
+            if c.execute(sql, args).rowcount == 1:
+                return None
+            return c.execute(why_sql, why_args).fetchone() or (None, "not in the journal", True)
+
+        why = await self._query(move, wait=False)
+        if why is None:
+            return
+        owner, state, alive = why
+        if not alive:  # the lock's session is gone: make both connections again, retake it
+            self._lost = "this run's liveness lock is gone"
+            raise self._away()
+        if owner is not None and owner != self.owner:
+            raise JournalTakenOverError(
+                f"journal {self.where}: request {key} was taken over by {owner} while this "
+                "run was cut off; its create is not sent here"
+            )
+        raise JournalError(
+            f"journal {self.where}: request {key} is {state}, not claimed by this run; "
+            "its create is not sent"
+        )
+
+    async def wait_ready(self) -> None:
+        """Return at once while the database answers; after a loss, once it is back and this
+        run's lock is retaken (``JournalUnavailableError`` after ``outage_timeout``)."""
+        if self._lost is None and self._rejoined is None:
+            conn = self._conn
+            if conn is not None and not conn.broken:
+                return
+        await self._query(lambda c: c.execute("SELECT 1"))
+
+    def _away(self) -> JournalAwayError:
+        return JournalAwayError(
+            f"journal {self.where}: PostgreSQL is away ({self._lost or 'reconnecting'}); "
+            "the create is not sent until it is back"
+        )
 
     async def release(self, key: str) -> None:
-        await self._move(key, "sending", "claimed", strict=False)
-
-    async def _move(self, key: str, before: State, after: State, *, strict: bool) -> None:
-        # ``after`` too: the same move again, when the answer to the first was lost, is done
+        """``sending`` -> ``claimed``: this run's create certainly did not leave. Also when
+        another run took the row over meanwhile (this run was cut off with its write-ahead
+        made, or its answer lost): that run found it ``sending`` and can only call it
+        unknown, while this run knows it was not sent; the row is this run's again, to send.
+        (``wire_owner``: no write-ahead was made since this run's, so nobody else sent it.)"""
         sql = (
-            f"UPDATE {self.schema}.journal SET state = %s, updated = clock_timestamp()"
-            " WHERE batch = %s AND key = %s AND state = ANY(%s) AND owner = %s"
+            f"UPDATE {self.schema}.journal SET state = 'claimed', owner = %s, error = NULL,"
+            " updated = clock_timestamp() WHERE batch = %s AND key = %s AND ("
+            " (owner = %s AND state IN ('sending', 'claimed'))"
+            " OR (wire_owner = %s AND state IN ('sending', 'unknown') AND task_id IS NULL))"
         )
-        args = (after, self.batch, key, [before, after], self.owner)
-        changed = await self._query(lambda c: c.execute(sql, args).rowcount)
-        if strict and changed != 1:
-            raise JournalError(
-                f"journal {self.where}: request {key} is not {before} by this run; "
-                "its create is not sent"
-            )
+        args = (self.owner, self.batch, key, self.owner, self.owner)
+        await self._query(lambda c: c.execute(sql, args).rowcount)
 
     async def record(self, key: str, state: State, **fields: Any) -> None:
+        """Write an outcome of a row this run holds (a compare-and-set on ``owner``):
+        ``JournalTakenOverError`` if another run took it over while this run was cut off.
+
+        One exception: a create's task id. A row still ``sending`` from this run's write-ahead
+        (``wire_owner``), or marked ``unknown`` by the run that took it over (it can never
+        send it again), is this run's create, answered while the database was away: its task
+        id is written and the row is this run's again (polled here), so a billed task is
+        never lost (the other run's next write on the row finds it taken)."""
         check_record(state, fields)
+        s = self.schema
         sets = "".join(f", {name} = %s" for name in fields)
+        mine, mine_args = "owner = %s", [self.owner]
+        take_back = state == "created" and fields.get("task_id") is not None
+        if take_back:
+            mine = (
+                "(owner = %s OR (wire_owner = %s AND state IN ('sending', 'unknown')"
+                " AND task_id IS NULL))"
+            )
+            mine_args.append(self.owner)
+            if "error" not in fields:
+                sets += ", error = NULL"
         sql = (
-            f"UPDATE {self.schema}.journal SET state = %s, updated = clock_timestamp(){sets}"
-            " WHERE batch = %s AND key = %s AND owner = %s"
+            f"UPDATE {s}.journal SET state = %s, owner = %s, updated = clock_timestamp(){sets}"
+            f" WHERE batch = %s AND key = %s AND {mine}"
         )
-        args = (state, *fields.values(), self.batch, key, self.owner)
-        if await self._query(lambda c: c.execute(sql, args).rowcount) != 1:
-            raise JournalError(f"journal {self.where}: request {key} is not held by this run")
+        args = (state, self.owner, *fields.values(), self.batch, key, *mine_args)
+        owner_sql = f"SELECT owner FROM {s}.journal WHERE batch = %s AND key = %s"
+
+        def write(c: Any) -> Any:
+            if c.execute(sql, args).rowcount == 1:
+                return None
+            return c.execute(owner_sql, (self.batch, key)).fetchone() or (None,)
+
+        why = await self._query(write)
+        if why is None:
+            return
+        if why[0] is not None and why[0] != self.owner and not take_back:
+            raise JournalTakenOverError(
+                f"journal {self.where}: request {key} was taken over by {why[0]} while this "
+                "run was cut off; its outcome is that run's to report"
+            )
+        raise JournalError(  # (a task id that cannot be kept: named, so it is not lost)
+            f"journal {self.where}: request {key} is not held by this run"
+            + (f"; its task {fields['task_id']} is not recorded" if "task_id" in fields else "")
+        )
 
     async def get(self, key: str) -> JournalRecord | None:
         sql = f"SELECT {_COLUMNS} FROM {self.schema}.journal WHERE batch = %s AND key = %s"
@@ -344,11 +464,13 @@ class PostgresJournal:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    async def _query(self, fn: Callable[[Any], T]) -> T:
+    async def _query(self, fn: Callable[[Any], T], *, wait: bool = True) -> T:
         """One call on the journal's connection. The connection lost (PostgreSQL restarted,
         the session terminated, the network cut): wait for PostgreSQL to be back (``_rejoin``)
         and make the call again, once. Every call here may be made twice (its first answer
-        lost): each is written to end in the same row either way."""
+        lost): each is written to end in the same row either way. Calls wait in the order
+        they were made (one connection, a FIFO limiter), so a request's outcomes are written
+        in order. ``wait=False``: ``JournalAwayError`` instead of waiting."""
         import psycopg
 
         def call() -> T:
@@ -362,50 +484,73 @@ class PostgresJournal:
                     raise _Lost(one_line(exc)) from None
                 raise JournalError(f"journal {self.where}: {one_line(exc)}") from None
 
-        for attempt in range(2):
+        losses = 0
+        while True:
+            if self._gave_up is not None:
+                raise JournalUnavailableError(self._gave_up)
             while self._rejoined is not None:  # another call is making the connection again
+                if not wait:
+                    raise self._away()
                 await self._rejoined.wait()
             generation = self._generation
+            if self._lost is not None:  # found by a call that could not wait for it
+                if not wait:
+                    raise self._away()
+                await self._rejoin(generation, self._lost)
+                continue
             try:
                 return await self._thread(call)
             except _Lost as lost:
-                if attempt:
-                    raise JournalError(f"journal {self.where}: connection lost ({lost})") from None
+                if not wait:
+                    self._lost = str(lost)
+                    raise self._away() from None
+                losses += 1
+                if losses > _LOSSES_PER_CALL:
+                    raise JournalUnavailableError(
+                        f"journal {self.where}: connection lost {losses} times in one call "
+                        f"({lost}); the run stops, a rerun resumes"
+                    ) from None
                 await self._rejoin(generation, str(lost))
-        raise AssertionError("unreachable")
 
     async def _rejoin(self, generation: int, reason: str) -> None:
-        """Connect again and take this run's liveness lock again, within ``REJOIN_FOR``
-        seconds (``JournalError`` if not). Meanwhile every call waits: no claim, so no new
-        create; the poller goes on polling. Once back, wait ``REJOIN_GRACE`` before any call,
-        so that the other runs, lost with this one, have taken their locks again: a run
-        that acts at once would find them "dead" and take their rows over."""
+        """Connect again and take this run's liveness lock again, within ``outage_timeout``
+        seconds (``JournalUnavailableError`` if not, and for every call after). Meanwhile
+        every call waits: no claim, so no new create; the poller goes on polling. Once back,
+        wait ``REJOIN_GRACE`` before any call, so that the other runs, lost with this one, have
+        taken their locks again: a run that acts at once would find them "dead" and take their
+        rows over."""
         if generation != self._generation or self._rejoined is not None:
             return  # made again already, or being made
         self._rejoined = anyio.Event()
+        self.outages += 1
         logger.warning(
             "journal %s: connection lost (%s); waiting up to %.0f s for PostgreSQL "
             "(no new creates meanwhile, polls go on)",
             self.where,
             reason,
-            REJOIN_FOR,
+            self.outage_timeout,
         )
         try:
             await self._thread(self._close_quietly)
             last: Exception | None = None
-            with anyio.move_on_after(REJOIN_FOR):
+            tries = 0
+            with anyio.move_on_after(self.outage_timeout):
                 while True:
                     try:
                         await self._thread(self._open)
                         break
                     except (DatabaseUnavailable, JournalError, _psycopg_error()) as exc:
                         last = exc
-                    await anyio.sleep(REJOIN_EVERY)
+                    tries += 1
+                    await anyio.sleep(REJOIN_BACKOFF.delay_after(tries))
             if self._conn is None:
-                raise JournalError(
-                    f"journal {self.where}: PostgreSQL not back within {REJOIN_FOR:.0f} s "
-                    f"({one_line(last) if last else 'no answer'})"
+                self._gave_up = (
+                    f"journal {self.where}: PostgreSQL not back within "
+                    f"{self.outage_timeout:g} s ({one_line(last) if last else 'no answer'}); "
+                    "the run stops: nothing unrecorded was sent, a rerun resumes"
                 )
+                raise JournalUnavailableError(self._gave_up)
+            self._lost = None
             logger.warning("journal %s: connected again", self.where)
             await anyio.sleep(REJOIN_GRACE)
             self._generation += 1

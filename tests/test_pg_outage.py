@@ -1,0 +1,321 @@
+"""A shared (PostgreSQL) journal lost mid-run: the run waits for it, and never sends twice.
+
+- cut off (its sessions terminated, new ones refused): no create leaves, the tasks in flight
+  are polled (creates wait outside the gate, so they hold no slot the polls need), and once
+  the database is back the batch finishes with each request created exactly once;
+- not back within ``outage_timeout``: the run ends with one typed, one-line error;
+- while a run is cut off its liveness lock lapses, and a live run may take its rows over:
+  such a row is then neither sent nor written by the run that comes back (a compare-and-set
+  on ownership), its tasks are dropped there quietly (the other run reports them), and a
+  create of its own that was on the wire keeps its task id.
+
+Connections are cut only in this test run's own database (``pg_dsn``), and only the journal's
+(its ``application_name``), or through a relay of the test's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+
+from gptunnel_async import AdaptivePolicy, AsyncGPTunnel
+from gptunnel_async._errors import (
+    CoordinatorUnavailableError,
+    CreateOutcomeUnknownError,
+    JournalAwayError,
+    JournalTakenOverError,
+    JournalUnavailableError,
+)
+from gptunnel_async.poller import PollerOptions, generate_many
+from gptunnel_async.testing import DurationDist, Emulator, EmulatorConfig, serve
+
+pytest_plugins = ["pg_support"]  # the pg_server, pg_dsn and pg_schema fixtures
+
+SCALE = 20.0
+MODEL = "google-imagen-3"
+JOURNAL_APPS = "gptunnel-async journal%"  # the journal's two connections, no one else's
+
+
+def _client(url: str) -> AsyncGPTunnel:
+    return AsyncGPTunnel("test-key", base_url=url, poll_policy=AdaptivePolicy(clock_scale=SCALE))
+
+
+def _requests(n: int) -> list[dict[str, Any]]:
+    return [{"model": MODEL, "prompt": f"prompt {i}", "tag": i} for i in range(n)]
+
+
+def _polls(emu: Emulator) -> int:
+    return sum(n for route, n in emu.counters.requests_by_route.items() if "result" in route)
+
+
+@asynccontextmanager
+async def _cut_off(pg_server: str, pg_dsn: str) -> AsyncIterator[None]:
+    """This test run's database refuses new connections and the journal's sessions in it are
+    terminated; allowed again on the way out."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    db = conninfo_to_dict(pg_dsn)["dbname"]
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS false')
+        try:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND application_name LIKE %s AND pid <> pg_backend_pid()",
+                (db, JOURNAL_APPS),
+            )
+            yield
+        finally:
+            admin.execute(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true')
+
+
+async def _until(check: Any, seconds: float = 30.0) -> None:
+    with anyio.fail_after(seconds):
+        while not check():  # noqa: ASYNC110
+            await anyio.sleep(0.02)
+
+
+@pytest.mark.anyio
+async def test_creates_wait_for_a_lost_journal_outside_the_gate_and_polls_go_on(
+    pg_server: str, pg_dsn: str, pg_schema: str
+) -> None:
+    """Two slots for creates and polls together: a create that found the database gone at its
+    write-ahead gives its slot back and waits outside the gate (before: it waited inside, on
+    the wire's hook, and two such creates stopped every poll)."""
+    from gptunnel_async.stores.postgres import PostgresJournal
+
+    n = 16
+    emu = Emulator(EmulatorConfig(time_scale=SCALE, durations={MODEL: DurationDist(20.0, 40.0)}))
+    journal = PostgresJournal(pg_dsn, "outage-1", schema=pg_schema, outage_timeout=60)
+    await journal.acquire()
+    prompts: list[str] = []
+    during: dict[str, int] = {}
+    try:
+        async with (
+            serve(emu) as server,
+            _client(server.url) as client,
+            generate_many(
+                client, _requests(n), PollerOptions(max_concurrency=2), journal=journal
+            ) as run,
+            anyio.create_task_group() as tg,
+        ):
+
+            async def outage() -> None:
+                await _until(lambda: run.progress.created >= 3)
+                async with _cut_off(pg_server, pg_dsn):
+                    await anyio.sleep(0.5)  # a create on the wire lands
+                    creates, polls = emu.counters.creates_total, _polls(emu)
+                    await anyio.sleep(2.5)
+                    during["creates"] = emu.counters.creates_total - creates
+                    during["polls"] = _polls(emu) - polls
+
+            tg.start_soon(outage)
+            async for r in run:
+                assert r.ok, r.error
+                prompts.append(r.request["prompt"])
+    finally:
+        await journal.aclose()
+    assert during["creates"] == 0  # nothing left while the journal could not record it
+    assert during["polls"] >= 3  # the tasks in flight were polled all along
+    assert journal.outages >= 1
+    assert sorted(prompts) == sorted(r["prompt"] for r in _requests(n))
+    assert len(emu.counters.creates_by_prompt) == n
+    assert set(emu.counters.creates_by_prompt.values()) == {1}  # each created exactly once
+
+
+@pytest.mark.anyio
+async def test_a_journal_not_back_in_time_ends_the_run_with_one_typed_error(
+    pg_server: str, pg_dsn: str, pg_schema: str
+) -> None:
+    from gptunnel_async.stores.postgres import PostgresJournal
+
+    emu = Emulator(EmulatorConfig(time_scale=SCALE, durations={MODEL: DurationDist(20.0, 40.0)}))
+    journal = PostgresJournal(pg_dsn, "outage-2", schema=pg_schema, outage_timeout=1.5)
+    await journal.acquire()
+    creates: list[int] = []
+
+    async def run_through_the_outage(url: str) -> None:
+        async with (
+            _client(url) as client,
+            generate_many(
+                client, _requests(12), PollerOptions(max_concurrency=2), journal=journal
+            ) as run,
+        ):
+            await _until(lambda: run.progress.created >= 2)
+            async with _cut_off(pg_server, pg_dsn):
+                creates.append(emu.counters.creates_total)
+                async for _ in run:
+                    pass
+
+    try:
+        async with serve(emu) as server:
+            with pytest.raises(JournalUnavailableError) as caught, anyio.fail_after(30):
+                await run_through_the_outage(server.url)
+    finally:
+        await journal.aclose()
+    error = caught.value
+    assert isinstance(error, CoordinatorUnavailableError)  # as when it is down at the start
+    assert not hasattr(error, "exceptions")  # one error, not a group of them
+    assert "\n" not in str(error) and "not back within 1.5 s" in str(error)
+    assert emu.counters.creates_total <= creates[0] + 2  # at most those on the wire
+    assert set(emu.counters.creates_by_prompt.values()) == {1}
+
+
+class _Relay:
+    """A TCP relay to PostgreSQL for one run's journal, which the test cuts (every connection
+    dropped, new ones refused: the run alone is cut off) and restores."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.cut = False
+        self._scopes: list[anyio.CancelScope] = []
+
+    async def _relay(self, client: anyio.abc.SocketStream) -> None:
+        async with client:
+            if self.cut:
+                return
+            with anyio.CancelScope() as scope:
+                self._scopes.append(scope)
+                async with await anyio.connect_tcp(*self.target) as server:
+
+                    async def pump(a: anyio.abc.SocketStream, b: anyio.abc.SocketStream) -> None:
+                        try:
+                            async for data in a:
+                                await b.send(data)
+                        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                            pass
+                        scope.cancel()
+
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(pump, client, server)
+                        tg.start_soon(pump, server, client)
+
+    def drop_all(self) -> None:
+        self.cut = True
+        for scope in self._scopes:
+            scope.cancel()
+        self._scopes.clear()
+
+
+@asynccontextmanager
+async def _relayed(pg_dsn: str) -> AsyncIterator[tuple[_Relay, str]]:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(pg_dsn)
+    relay = _Relay(str(params.get("host") or "127.0.0.1"), int(params.get("port") or 5432))
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, relay._relay)
+        yield relay, make_conninfo(**{**params, "host": "127.0.0.1", "port": str(port)})
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_rows_taken_over_while_cut_off_are_neither_sent_nor_written(
+    pg_dsn: str, pg_schema: str
+) -> None:
+    from gptunnel_async.stores.postgres import PostgresJournal
+
+    body = {"model": MODEL, "prompt": "p"}
+    async with _relayed(pg_dsn) as (relay, via_relay):
+        cut_off = PostgresJournal(via_relay, "outage-3", schema=pg_schema, outage_timeout=30)
+        live = PostgresJournal(pg_dsn, "outage-3", schema=pg_schema)
+        await cut_off.acquire()
+        try:
+            for i, key in enumerate(("claimed", "created", "on-wire")):
+                assert (await cut_off.claim(key, i, body)).won
+            await cut_off.mark_on_wire("created")
+            await cut_off.record("created", "created", task_id="t-created")
+            await cut_off.mark_on_wire("on-wire")  # ... and its answer comes during the cut
+            relay.drop_all()
+            await live.acquire()
+            with anyio.fail_after(10):  # PostgreSQL ends the cut sessions: their lock is free
+                while len(taken := await live.take_over()) < 3:
+                    assert not taken
+                    await anyio.sleep(0.05)
+            states = {record.key: record.state for record, _ in taken}
+            assert states == {"claimed": "claimed", "created": "created", "on-wire": "sending"}
+
+            with pytest.raises(JournalAwayError):  # never waits inside the gate
+                await cut_off.mark_on_wire("claimed")
+            relay.cut = False  # back
+            await cut_off.wait_ready()
+            assert cut_off.outages == 1
+            with pytest.raises(JournalTakenOverError):  # the live run sends it, not this one
+                await cut_off.mark_on_wire("claimed")
+            with pytest.raises(JournalTakenOverError):  # the live run polls and reports it
+                await cut_off.record("created", "done", url="https://x/y.png")
+            # a create that was on the wire: its task id is kept (the live run can only call
+            # it unknown, never send it again), and the row is this run's again
+            await live.record("on-wire", "unknown", error="the run was stopped")
+            await cut_off.record("on-wire", "created", task_id="t-on-wire")
+            rows = {r.key: r for r in await live.records()}
+            assert rows["claimed"].state == "claimed" and rows["claimed"].owner == live.owner
+            assert rows["created"].state == "created" and rows["created"].owner == live.owner
+            assert rows["on-wire"].task_id == "t-on-wire"
+            assert rows["on-wire"].owner == cut_off.owner
+            with pytest.raises(JournalTakenOverError):  # and the live run lets it go
+                await live.record("on-wire", "done", url="https://x/y.png")
+        finally:
+            await cut_off.aclose()
+            await live.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_batch_cut_off_while_another_run_takes_it_over_sends_each_request_once(
+    pg_dsn: str, pg_schema: str
+) -> None:
+    """Run A is cut off mid-batch; run B starts meanwhile and does A's work (A looks dead);
+    A comes back: it sends nothing B took, drops B's tasks quietly, and each request is
+    created exactly once between them."""
+    from gptunnel_async.stores.postgres import PostgresJournal
+
+    n = 24
+    emu = Emulator(EmulatorConfig(time_scale=SCALE, durations={MODEL: DurationDist(40.0, 60.0)}))
+    results: dict[str, list[int]] = {"a": [], "b": []}
+    async with _relayed(pg_dsn) as (relay, via_relay), serve(emu) as server:
+        a = PostgresJournal(via_relay, "outage-4", schema=pg_schema, outage_timeout=60)
+        b = PostgresJournal(pg_dsn, "outage-4", schema=pg_schema)
+        await a.acquire()
+        try:
+            async with (
+                _client(server.url) as client_a,
+                _client(server.url) as client_b,
+                generate_many(
+                    client_a, _requests(n), PollerOptions(max_concurrency=3), journal=a
+                ) as run_a,
+                anyio.create_task_group() as tg,
+            ):
+
+                async def run_b() -> None:
+                    await _until(lambda: run_a.progress.created >= 4)
+                    relay.drop_all()  # A is cut off; its lock lapses
+                    await b.acquire()
+                    async with generate_many(
+                        client_b, _requests(n), PollerOptions(max_concurrency=4), journal=b
+                    ) as run:
+                        async for r in run:
+                            # (a create A had on the wire is unknown here: A reports it)
+                            assert r.ok or isinstance(r.error, CreateOutcomeUnknownError), r.error
+                            results["b"].append(r.index)  # type: ignore[arg-type]
+                            if len(results["b"]) == 3:
+                                relay.cut = False  # A is back while B works
+                    assert run.progress.taken_over + run.progress.created > 0
+
+                tg.start_soon(run_b)
+                async for r in run_a:
+                    assert r.ok, r.error
+                    results["a"].append(r.index)  # type: ignore[arg-type]
+                assert a.outages >= 1
+        finally:
+            await a.aclose()
+            await b.aclose()
+    creates = emu.counters.creates_by_prompt
+    assert set(creates.values()) == {1} and len(creates) == n  # each created exactly once
+    assert set(results["a"]) | set(results["b"]) == set(range(n))  # and each reported
+    assert len(results["b"]) == len(set(results["b"]))
