@@ -49,6 +49,8 @@ from common import (
     percentile,
 )
 
+from gptunnel_async.testing._counters import max_in_window
+
 HERE = Path(__file__).resolve().parent
 WORKERS = 4
 PER_WORKER = 8  # each worker's own bound (its poller's workers and connections)
@@ -224,6 +226,11 @@ def explain(timeline: dict[str, Any], outs: list[dict[str, Any]], grace: float) 
     for a in violating_arrivals(arrivals, timeline["sent_429"], grace):
         first = max((t for t in firsts if t <= a), default=a)
         pg = next(((s_, e) for s_, e in recorded if e >= first), None)
+        got = min(
+            (t for o in outs for t, how, _ in o["log"]["learned"] if how == "rate_limited"),
+            key=lambda t: (t < first - 0.01, t),
+            default=None,
+        )
         if rank[a] >= len(sends):
             lines.append(f"  arrival +{(a - first) * 1e3:.0f} ms: no matching request")
             continue
@@ -239,6 +246,7 @@ def explain(timeline: dict[str, Any], outs: list[dict[str, Any]], grace: float) 
             f"  worker {w}: arrived {ms(a)} ms after the first 429 was sent; asked {ms(rec[0])},"
             f" granted {ms(rec[1])}, sent {ms(sent)}; worker learned of the pause "
             f"{ms(learned[0] if learned else None)} ({learned[1] if learned else '-'}); "
+            f"a worker got the 429 {ms(got)}; "
             f"recorded in PG {ms(pg[0] if pg else None)}..{ms(pg[1] if pg else None)}"
         )
     return lines
@@ -313,6 +321,8 @@ async def run_case(
         result["rt_p50_ms"] = max(o["rt_p50_ms"] for o in outs)
         result["rt_p99_ms"] = max(o["rt_p99_ms"] for o in outs)
         result["explained"] = explain(timeline, outs, GRACE)
+        sent = sorted(rec[2] for o in outs for rec in o["log"]["requests"] if rec[2])
+        result["busiest_sent"] = max_in_window(sent, 1.0)
     return result
 
 
@@ -554,7 +564,12 @@ async def main_async(args: argparse.Namespace) -> str:
                     f"- R={rps:g} {label}: busiest second {busiest} (≤ {1.05 * rps:g} "
                     f"{mark(ok_r)}), Retry-After violations {r['violations']} {mark(ok_v)}, "
                     f"max in flight {r['max_in_flight']} ≤ {CONCURRENCY} {mark(ok_c)}"
-                    + (f"; grants re-timed (late) {r['late_grants']}" if mode == "shared" else "")
+                    + (
+                        f"; grants re-timed (late) {r['late_grants']}; busiest 1 s by the "
+                        f"workers' send times {r['busiest_sent']}"
+                        if mode == "shared"
+                        else ""
+                    )
                 )
                 print(checks[-1], flush=True)
                 for line in r.get("explained", []):
