@@ -15,8 +15,10 @@ Connections are cut only in this test run's own database (``pg_dsn``), and only 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -52,10 +54,10 @@ def _polls(emu: Emulator) -> int:
     return sum(n for route, n in emu.counters.requests_by_route.items() if "result" in route)
 
 
-@asynccontextmanager
-async def _cut_off(pg_server: str, pg_dsn: str) -> AsyncIterator[None]:
+@contextmanager
+def _cut_off_now(pg_server: str, pg_dsn: str) -> Iterator[None]:
     """This test run's database refuses new connections and the journal's sessions in it are
-    terminated; allowed again on the way out."""
+    terminated (no one else's); allowed again on the way out."""
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
@@ -71,6 +73,12 @@ async def _cut_off(pg_server: str, pg_dsn: str) -> AsyncIterator[None]:
             yield
         finally:
             admin.execute(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true')
+
+
+@asynccontextmanager
+async def _cut_off(pg_server: str, pg_dsn: str) -> AsyncIterator[None]:
+    with _cut_off_now(pg_server, pg_dsn):
+        yield
 
 
 async def _until(check: Any, seconds: float = 30.0) -> None:
@@ -319,3 +327,57 @@ async def test_a_batch_cut_off_while_another_run_takes_it_over_sends_each_reques
     assert set(creates.values()) == {1} and len(creates) == n  # each created exactly once
     assert set(results["a"]) | set(results["b"]) == set(range(n))  # and each reported
     assert len(results["b"]) == len(set(results["b"]))
+
+
+def test_the_command_waits_for_its_journal_then_stops_with_one_line(
+    tmp_path: Path, pg_server: str, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``gptunnel batch --journal postgresql://... --journal-outage-timeout 1.5``: the journal
+    lost for longer ends the run with one line and exit code 1 (before: at once, at the first
+    journal call after the loss)."""
+    import threading
+
+    from click.testing import CliRunner, Result
+
+    from gptunnel_async.cli._app import cli
+    from gptunnel_async.testing import run_in_thread
+
+    for name in ("GPTUNNEL_API_KEY", "GPTUNNEL_BASE_URL", "GPTUNNEL_LIMITS"):
+        monkeypatch.delenv(name, raising=False)
+    key = "test-secret-key-0123456789"
+    source = tmp_path / "p.txt"
+    source.write_text("".join(f"prompt {i}\n" for i in range(12)), encoding="utf-8")
+    emu = Emulator(
+        EmulatorConfig(
+            api_keys={key}, time_scale=SCALE, durations={MODEL: DurationDist(40.0, 60.0)}
+        )
+    )
+    results: list[Result] = []
+    with run_in_thread(emu) as url:
+        args = [
+            "--api-key", key, "--base-url", url, "--clock-scale", str(SCALE),
+            "batch", str(source), "-o", str(tmp_path / "out"), "--no-progress",
+            "--model", MODEL, "--concurrency", "2", "--journal", pg_dsn,
+            "--journal-outage-timeout", "1.5",
+        ]  # fmt: skip
+        command = threading.Thread(
+            target=lambda: results.append(CliRunner().invoke(cli, args, catch_exceptions=False))
+        )
+        command.start()
+        try:
+            deadline = time.monotonic() + 30
+            while emu.counters.creates_total < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert emu.counters.creates_total >= 2
+            with _cut_off_now(pg_server, pg_dsn):
+                creates = emu.counters.creates_total
+                command.join(30)
+        finally:
+            command.join(30)
+    assert results, "the command did not end"
+    result = results[0]
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and "not back within 1.5 s" in errors[0], result.stderr
+    assert "Traceback" not in result.output and "Group" not in result.output
+    assert emu.counters.creates_total <= creates + 2  # at most those on the wire at the cut

@@ -265,6 +265,13 @@ def _wait_hint(task_id: str, out: Path) -> str:
     metavar="NAME",
     help="A shared journal's batch (default: the input file's name and a hash of its content).",
 )
+@click.option(
+    "--journal-outage-timeout",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="A postgresql:// journal lost mid-run: creates wait this long for it (polls go on), "
+    "then the run stops (default: 120).",
+)
 @click.option("--no-journal", is_flag=True, help="Do not keep a journal (no resume).")
 @click.option(
     "--manifest",
@@ -295,6 +302,7 @@ def batch(
     deadline: float | None,
     journal: str | None,
     batch_name: str | None,
+    journal_outage_timeout: float | None,
     no_journal: bool,
     manifest: Path | None,
     no_progress: bool,
@@ -333,6 +341,7 @@ def batch(
         manifest=manifest or out / MANIFEST_NAME,
         journal=where,
         batch=batch_name,
+        journal_outage_timeout=journal_outage_timeout,
         poller=PollerOptions(
             max_concurrency=concurrency,
             requests_per_second=None if shared else rps,  # with --limits: the shared budget

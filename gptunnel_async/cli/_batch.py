@@ -46,6 +46,7 @@ class BatchOptions:
     journal: Path | str | None  # a file, or a postgresql:// URL shared by several runs
     poller: PollerOptions
     batch: str | None = None  # a shared journal's batch name
+    journal_outage_timeout: float | None = None  # a shared journal lost: wait this long
     max_pending: int = 1000
     progress: bool = True
 
@@ -96,7 +97,7 @@ async def run_batch(client: AsyncGPTunnel, opts: BatchOptions, total: int) -> Ba
 
     try:  # before anything is written: a location no store serves is a usage error
         store, owned = (
-            open_journal(opts.journal, batch=opts.batch)
+            open_journal(opts.journal, batch=opts.batch, outage_timeout=opts.journal_outage_timeout)
             if opts.journal is not None
             else (None, False)
         )

@@ -36,10 +36,13 @@ _CONNINFO = re.compile(r"^\s*(host|hostaddr|dbname|user|port|service)\s*=")
 JournalLocation = str | os.PathLike[str] | Journal
 
 
-def open_journal(location: JournalLocation, *, batch: str | None = None) -> tuple[Journal, bool]:
+def open_journal(
+    location: JournalLocation, *, batch: str | None = None, outage_timeout: float | None = None
+) -> tuple[Journal, bool]:
     """The store for ``location`` and whether the caller owns it (must ``aclose`` it).
 
-    A ``postgresql://`` URL is a journal shared by every run naming the same ``batch``.
+    A ``postgresql://`` URL is a journal shared by every run naming the same ``batch``;
+    ``outage_timeout`` is how long its run waits for its database, lost mid-run (seconds).
     """
     if isinstance(location, Journal):
         return location, False
@@ -50,9 +53,14 @@ def open_journal(location: JournalLocation, *, batch: str | None = None) -> tupl
                 "a postgresql:// URL journal is shared by every run of one batch: name the "
                 "batch (batch=... in Python, --batch NAME on the command line)"
             )
-        from .postgres import PostgresJournal
+        from .postgres import REJOIN_FOR, PostgresJournal
 
-        return PostgresJournal(text, batch), True
+        timeout = REJOIN_FOR if outage_timeout is None else outage_timeout
+        return PostgresJournal(text, batch, outage_timeout=timeout), True
+    if outage_timeout is not None:
+        raise JournalError(
+            "an outage timeout is for a postgresql:// journal (a journal file is never lost)"
+        )
     return SQLiteJournal(text), True
 
 
