@@ -383,3 +383,35 @@ async def test_database_lost_mid_run_holds_creates_and_lets_polls_go_on(
                 async with gate.slot(RequestKind.CREATE):
                     pass
         tg.cancel_scope.cancel()
+
+
+async def test_a_429_while_the_database_is_away_is_recorded_with_what_is_left_of_it(
+    pg_dsn: str, pg_schema: str
+) -> None:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(pg_dsn)
+    relay = _Relay(str(params.get("host") or "127.0.0.1"), int(params.get("port") or 5432))
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    via_relay = make_conninfo(**{**params, "host": "127.0.0.1", "port": str(port)})
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(relay.serve, listener)
+        async with (
+            SharedGate(_limits(via_relay, pg_schema), "w" * 32) as away,
+            SharedGate(_limits(pg_dsn, pg_schema), "w" * 32) as other,
+        ):
+            relay.drop_all()  # PostgreSQL is gone for `away`
+            away.rate_limited(3.0)
+            await anyio.sleep(1.0)
+            assert other.paused_until <= anyio.current_time()  # nobody could be told
+            relay.cut = False  # it is back
+            with anyio.fail_after(10):
+                while other.paused_until <= anyio.current_time():  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            left = other.paused_until - anyio.current_time()
+            assert 0 < left <= 2.05  # what was left of the 3 s, not 3 s from now
+            with anyio.fail_after(10):  # (announced first, then recorded)
+                while away.coordinator.pause_reports < 1:  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
