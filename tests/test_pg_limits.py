@@ -169,7 +169,7 @@ async def test_a_429_reaches_the_others_checks_while_every_event_loop_is_busy(
 class _PauseOnFirstRequest(httpx.AsyncBaseTransport):
     """A 429 elsewhere pauses the gate after this request passed it, before its first byte."""
 
-    def __init__(self, gate: RequestGate) -> None:
+    def __init__(self, gate: RequestGate | SharedGate) -> None:
         self.inner = httpx.AsyncHTTPTransport()
         self.gate = gate
         self.paused = False
@@ -199,6 +199,27 @@ async def test_a_request_caught_by_a_pause_before_its_first_byte_waits_it_out() 
     arrivals = list(emulator.counters.arrivals)
     assert len(arrivals) == 1  # not sent into the pause, then sent once after it
     assert arrivals[0] - before >= 0.3
+
+
+async def test_a_held_slot_caught_by_a_pause_goes_once_on_its_new_start(
+    pg_dsn: str, pg_schema: str
+) -> None:
+    # a poller's way: the slot is held around the request; the pause comes before the wire
+    emulator = Emulator(EmulatorConfig(api_keys={KEY}))
+    limits = _limits(pg_dsn, pg_schema, requests_per_second=50, max_concurrency=4)
+    async with SharedGate(limits, "h" * 32) as gate:
+        transport = _PauseOnFirstRequest(gate)
+        async with (
+            serve(emulator) as server,
+            httpx.AsyncClient(transport=transport) as http,
+            AsyncGPTunnel(KEY, base_url=server.url, http_client=http) as client,
+        ):
+            before = time.monotonic()
+            async with gate.slot():
+                await client.request("GET", "/v1/models")
+    arrivals = list(emulator.counters.arrivals)
+    assert len(arrivals) == 1 and arrivals[0] - before >= 0.3
+    assert gate.coordinator.late_sends == 0  # its new start after the pause was kept
 
 
 async def test_a_grant_held_up_before_the_wire_takes_a_new_start(

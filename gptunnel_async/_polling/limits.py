@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import anyio
 
@@ -167,6 +167,9 @@ class SlotBookkeeping:
             return
         await self._sleep_out_pause()
         await self._new_start()
+        slot = _CURRENT_SLOT.get()
+        if slot is not None and slot.gate is cast(Gate, self):  # its start is this new one
+            slot.started = anyio.current_time()
 
     async def _sleep_out_pause(self) -> None:
         # a loop, not an Event: a new 429 may extend the pause while we sleep
