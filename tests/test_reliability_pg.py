@@ -7,6 +7,7 @@
 - a request this run's sweep took over is not handled a second time when the run's input
   reaches it;
 - the sweep asks PostgreSQL whether a run is alive once per run, not once per row;
+- the last run does not leave while a run that just died has work left;
 - a database lost mid-run: no new creates until it is back, polls go on, the run goes on;
 - the campaign itself, quick form (4 ``gptunnel batch`` processes, SIGKILLs, one outage).
 """
@@ -267,7 +268,7 @@ async def test_a_sweep_asks_whether_a_run_is_alive_once_per_run(
         assert await runs[0].others_working() == 500
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
             calls = conn.execute(f"SELECT count(*) FROM {pg_schema}.alive_calls").fetchone()
-        assert calls is not None and calls[0] == 2  # one run holds rows, two queries
+        assert calls is not None and calls[0] == 1  # one run holds rows: one look
     finally:
         for run in runs:
             await run.aclose()
@@ -333,6 +334,30 @@ async def test_a_database_lost_mid_run_stops_creates_polls_go_on_and_the_run_goe
     assert sorted(prompts) == sorted(r["prompt"] for r in _requests(n))
     assert len(emu.counters.creates_by_prompt) == n
     assert set(emu.counters.creates_by_prompt.values()) == {1}
+
+
+@pytest.mark.anyio
+async def test_the_last_run_stays_for_a_run_that_dies_after_its_sweep(
+    pg_dsn: str, pg_schema: str
+) -> None:
+    """Before: ``others_working`` counted live runs' rows only, so a run that died between
+    the last run's ``take_over`` (it was alive: nothing taken) and that count made the count
+    0: the last run left, and the dead run's work was left to nobody."""
+    from gptunnel_async.stores.postgres import PostgresJournal
+
+    dying = PostgresJournal(pg_dsn, "last-1", schema=pg_schema)
+    last = PostgresJournal(pg_dsn, "last-1", schema=pg_schema)
+    await dying.acquire()
+    await last.acquire()
+    try:
+        assert (await dying.claim("k", 0, {"model": MODEL, "prompt": "p"})).won
+        assert await last.take_over() == []  # alive: nothing to take
+        await dying.aclose()  # ... and now it dies
+        assert await last.others_working() == 1  # so the last run sweeps again
+        assert [r.key for r, _ in await last.take_over()] == ["k"]
+        assert await last.others_working() == 0
+    finally:
+        await last.aclose()
 
 
 @pytest.mark.slow

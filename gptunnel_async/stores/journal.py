@@ -172,7 +172,8 @@ class SharedJournal(Journal, Protocol):
         ...
 
     async def others_working(self, *, files: bool = False) -> int:
-        """Rows with work left that other live runs hold (they may still die)."""
+        """Rows with work left that other runs hold (live ones may still die; dead ones'
+        are for ``take_over``): the batch is not over for this run while there are any."""
         ...
 
     async def wait_ready(self) -> None:

@@ -450,16 +450,14 @@ class PostgresJournal:
         return [(JournalRecord(*row[:9]), json.loads(row[9])) for row in rows]
 
     async def others_working(self, *, files: bool = False) -> int:
-        """Rows with work left (as ``take_over`` counts it) held by other live runs (they will
-        finish them, or die and leave them to ``take_over``)."""
+        """Rows with work left (as ``take_over`` counts it) held by other runs: live ones
+        finish them or die; dead ones' are for ``take_over``. (Counting live ones only let the
+        last run leave when a run died between its ``take_over`` and this count: that run's
+        work was left to nobody.)"""
         sql = f"""
-            WITH o AS MATERIALIZED (  -- not inlined: the check must not run per row
-                SELECT j.owner, count(*) AS n FROM {self.schema}.journal j
-                WHERE j.batch = %s AND j.state = ANY(%s) AND j.owner IS DISTINCT FROM %s
-                GROUP BY j.owner
-            )
-            SELECT coalesce(sum(o.n), 0) FROM o WHERE {self.schema}.journal_alive(%s, o.owner)"""
-        args = (self.batch, _work_left(files), self.owner, self.batch)
+            SELECT count(*) FROM {self.schema}.journal j
+            WHERE j.batch = %s AND j.state = ANY(%s) AND j.owner IS DISTINCT FROM %s"""
+        args = (self.batch, _work_left(files), self.owner)
         return int(await self._query(lambda c: c.execute(sql, args).fetchone()[0]))
 
     # -- plumbing ----------------------------------------------------------------------------
