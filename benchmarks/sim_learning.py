@@ -15,6 +15,10 @@ ideal naive loop on the same tasks (``ceil(T)`` polls, ~0.5 s delay):
   (the default) and without it (``explore=0``), and the mean delay of each.
 
     python benchmarks/sim_learning.py [--quick] [--only spreads,drift,cost]
+    python benchmarks/sim_learning.py --cell image:2:3 [--cell video:10:2:0.333] [--seeds 5]
+
+``--cell kind:lo:ratio[:factor]`` runs single cells (with ``factor``, the drift run) on the
+grid's own seeds, and with ``--seeds N`` on N-1 more, to tell a real miss from one draw's luck.
 """
 
 from __future__ import annotations
@@ -84,6 +88,47 @@ def grid(quick: bool) -> tuple[list[float], list[float]]:
     return [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 600.0], [2.0, 3.0, 5.0, 10.0]
 
 
+def spread_seed(kind: str, lo: float, ratio: float) -> int:
+    return int(lo * 100 + ratio * 7) + (0 if kind == "image" else 50_000)
+
+
+def drift_seed(lo: float, ratio: float, factor: float) -> int:
+    return int(lo * 100 + ratio * 7 + factor * 1000) + 90_000
+
+
+def spread_cell(kind: str, lo: float, ratio: float, seed: int) -> list[Batch]:
+    policy = AdaptivePolicy(rng=random.Random(seed))
+    return run_batches(policy, kind, [(lo, lo * ratio)] * 3, seed)
+
+
+def drift_cell(kind: str, lo: float, ratio: float, factor: float, seed: int) -> list[Batch]:
+    policy = AdaptivePolicy(rng=random.Random(seed))
+    hi = lo * ratio
+    return run_batches(policy, kind, [(lo, hi)] * 3 + [(lo * factor, hi * factor)] * 4, seed)
+
+
+def cells(specs: list[str], seeds: int) -> bool:
+    """Single cells, on the grid's seed and ``seeds - 1`` more (the pass figure is batch 3 of
+    the spread run, or batch 3 after the change of the drift run)."""
+    ok = True
+    for spec in specs:
+        kind, *nums = spec.split(":")
+        lo, ratio, *factor = (float(x) for x in nums)
+        factor = [1 / round(1 / f) if f < 1 else f for f in factor]  # 0.333 is the grid's 1/3
+        for k in range(seeds):
+            if factor:
+                seed = drift_seed(lo, ratio, factor[0]) + 1_000_003 * k
+                batches = drift_cell(kind, lo, ratio, factor[0], seed)
+                judged, shown = batches[5], batches[2:]
+            else:
+                seed = spread_seed(kind, lo, ratio) + 1_000_003 * k
+                batches = spread_cell(kind, lo, ratio, seed)
+                judged, shown = batches[-1], batches
+            ok &= judged.ok
+            print(f"{spec} seed {seed}: " + " | ".join(b.cell() for b in shown), flush=True)
+    return ok
+
+
 def spreads(quick: bool) -> bool:
     los, ratios = grid(quick)
     print("### Any true duration: batch 1 / 2 / 3 of 100 (all in flight), fresh policy\n")
@@ -95,9 +140,7 @@ def spreads(quick: bool) -> bool:
     for kind in MODELS:
         for lo in los:
             for ratio in ratios:
-                seed = int(lo * 100 + ratio * 7) + (0 if kind == "image" else 50_000)
-                policy = AdaptivePolicy(rng=random.Random(seed))
-                batches = run_batches(policy, kind, [(lo, lo * ratio)] * 3, seed)
+                batches = spread_cell(kind, lo, ratio, spread_seed(kind, lo, ratio))
                 ok &= batches[-1].ok
                 cells = " | ".join(b.cell() for b in batches)
                 print(f"| {kind} | {lo:g}-{lo * ratio:g} s | {cells} |")
@@ -116,11 +159,9 @@ def drift(quick: bool) -> bool:
         for lo in los:
             for ratio in ratios:
                 for factor in (1 / 3, 3.0):
-                    seed = int(lo * 100 + ratio * 7 + factor * 1000) + 90_000
-                    policy = AdaptivePolicy(rng=random.Random(seed))
                     hi = lo * ratio
-                    spans = [(lo, hi)] * 3 + [(lo * factor, hi * factor)] * 4
-                    batches = run_batches(policy, kind, spans, seed)
+                    seed = drift_seed(lo, ratio, factor)
+                    batches = drift_cell(kind, lo, ratio, factor, seed)
                     ok &= batches[5].ok
                     change = "3x faster" if factor < 1 else "3x slower"
                     cells = " | ".join(b.cell() for b in batches[2:])
@@ -167,9 +208,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a corner grid, fewer seeds (~1 min)")
     p.add_argument("--only", default="spreads,drift,cost")
+    p.add_argument("--cell", action="append", default=[], help="kind:lo:ratio[:factor]")
+    p.add_argument("--seeds", type=int, default=1, help="with --cell: seeds per cell")
     args = p.parse_args()
     figures = {"spreads": spreads, "drift": drift, "cost": cost}
     started = time.perf_counter()
+    if args.cell:
+        ok = cells(args.cell, args.seeds)
+        print(f"\n_{'PASS' if ok else 'FAIL'} (took {time.perf_counter() - started:.0f} s)_")
+        sys.exit(0 if ok else 1)
     ok = True
     for name in args.only.split(","):
         ok &= figures[name](args.quick)

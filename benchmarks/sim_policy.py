@@ -74,6 +74,10 @@ def run(policy: AdaptivePolicy, model: str, durations: list[float], k: int) -> t
     return sum(math.ceil(d) for d in durations) / polls, statistics.fmean(delays)
 
 
+def p95(values: list[float]) -> float:
+    return sorted(values)[min(len(values) - 1, int(0.95 * len(values)))]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--kind", choices=("image", "video"), default="video")
@@ -84,25 +88,28 @@ def main() -> None:
     args = p.parse_args()
     model = IMAGE_MODEL if args.kind == "image" else VIDEO_MODEL
     lo, hi = WIDE[args.kind]
-    rows: dict[str, list[tuple[float, float]]] = {"cold": [], "warm": []}
+    rows: dict[str, list[tuple[float, float, float]]] = {"cold": [], "warm": []}
     n = args.tasks
     for seed in range(args.seeds):
         policy = AdaptivePolicy(rng=random.Random(seed), prior_weight=1e9 if args.frozen else 8.0)
         rng = random.Random(1000 + seed)
         for phase in ("cold", "warm"):
             durations = [math.exp(rng.uniform(math.log(lo), math.log(hi))) for _ in range(n)]
-            rows[phase].append(run(policy, model, durations, args.in_flight))
+            polls, delays = simulate(policy, model, durations, args.in_flight)
+            naive = sum(math.ceil(d) for d in durations)
+            rows[phase].append((naive / polls, statistics.fmean(delays), p95(delays)))
     print(
         f"{args.kind} {lo:g}-{hi:g} s, {args.tasks} tasks x {args.seeds} seeds, "
         f"{'frozen prior' if args.frozen else 'learning'}"
     )
     for phase, results in rows.items():
-        ratios = [r for r, _ in results]
-        delays = [d for _, d in results]
+        ratios = [r for r, _, _ in results]
+        delays = [d for _, d, _ in results]
+        tails = [t for _, _, t in results]
         print(
             f"  {phase}: {statistics.fmean(ratios):.2f}x fewer requests than ideal naive "
             f"(min {min(ratios):.2f}), mean delay {statistics.fmean(delays):.2f} s "
-            f"(max {max(delays):.2f})"
+            f"(max {max(delays):.2f}), p95 {statistics.fmean(tails):.2f} s (max {max(tails):.2f})"
         )
 
 

@@ -270,3 +270,33 @@ def test_the_cli_batch_keeps_the_learned_state_beside_its_journal(
             assert run_batch() == 0
     assert "poll state" in caplog.text
     assert json.loads(state.read_text())["version"] == 1  # rewritten whole
+
+
+def test_the_live_finishes_are_shared_as_each_would_be_alone() -> None:
+    """The rebuild's one-pass sharing (prefix sums, difference arrays) gives what sharing each
+    finish over its own bracket and summing gives; bracket kinds keep their own floor share."""
+    from gptunnel_async._polling.policy import _N_BINS, _Finish, _Live, _log_uniform
+
+    rng = random.Random(13)
+    live, kept = _Live(), []
+    while len(kept) < 300:
+        lower = 0.0 if rng.random() < 0.4 else math.exp(rng.uniform(-1, 5))
+        upper = (lower or 0.5) * math.exp(rng.uniform(0.05, 2.5))
+        finish = _Finish.make(lower, upper, rng.uniform(0.5, 2), 4 ** rng.uniform(1, 3))
+        if finish.first < finish.last:
+            live.add(finish)
+            kept.append(finish)
+    for _ in range(40):  # the oldest leave
+        assert live.pop() is kept.pop(0)
+    # mass on 2-50 s and a little on 3-12 s: brackets below 2 s get no estimate (floor only)
+    density = [p + (1e-3 if 120 <= i < 140 else 0.0) for i, p in enumerate(_log_uniform(2, 50))]
+    live.share(density, 0.3, 0.1)
+    events, exposure = [0.0] * _N_BINS, [0.0] * _N_BINS
+    for finish in kept:
+        e, x = finish.split(density, 0.1 if finish.between else 0.3)
+        for k, (de, dx) in enumerate(zip(e, x, strict=True)):
+            events[finish.first + k] += de
+            exposure[finish.first + k] += dx
+    assert sum(events) == pytest.approx(sum(f.weight for f in kept))
+    assert live.events == pytest.approx(events, abs=1e-9)
+    assert live.exposure == pytest.approx(exposure, abs=1e-9)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import math
 import random
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeGuard
@@ -31,7 +32,6 @@ _MIN_SECONDS = 0.05
 _MAX_SECONDS = 4 * 3600.0
 _N_BINS = math.ceil(math.log10(_MAX_SECONDS / _MIN_SECONDS) * _BINS_PER_DECADE)
 _UNSEEN = 0.5  # share of each finish spread over its bracket regardless of the estimate
-_BRACKET_SHARE = 0.2  # ... of which this much between two looks, for a while after a drift
 _REACH = 4.0  # ... over the bracket's top factor 4 (also how far below its first poll a probe goes)
 _FIRST_LOOK_MEMORY = 32.0  # tasks over which the share done at their first look is tracked
 _DRIFT_MEMORY = 0.97  # the drift test's sums age by this per finish (~30 tasks)
@@ -40,7 +40,8 @@ _DRIFT_MIN = 8.0  # ... and at least this many finishes off (a handful proves no
 _DRIFT_SETTLE = 100  # ... only after this many finishes (from the start, and after each drift)
 _DRIFT_KEEP = 0.1  # ... on which the old records keep this weight
 _SURVIVAL_FLOOR = 0.01  # the test ignores looks past what the estimate has seen
-_FIRST_DONE_UNRESOLVED = 0.01  # above this share done at first look, the start may only fall
+_SEEK = 1.5  # a first poll within this many targets leaves nothing below to seek
+_FIRST_DONE_UNRESOLVED = 0.1  # above this share done at first look, the start may only fall
 _DONE_CALM, _DONE_ALARM = 0.3, 0.7  # that share: probes at the base rate below, at most above
 
 
@@ -75,12 +76,14 @@ class DurationModel:
         "_exposure",
         "_inc",
         "_known_until",
+        "_live",
         "_prior",
         "_prior_kept",
         "_prior_survival",
         "_relearn_until",
         "_schedule",
         "_settled_at",
+        "_split_by",
         "_survival",
         "decay",
         "drifts",
@@ -112,6 +115,7 @@ class DurationModel:
             survival = max(survival - p, 0.0)
         self._events = [0.0] * _N_BINS
         self._exposure = [0.0] * _N_BINS
+        self._live = _Live()  # the last finishes, shared again at every rebuild
         self._inc = 1.0  # weight of the newest record, in the arrays' units
         self.prior_weight: float = prior_weight
         self.decay: float = decay
@@ -123,6 +127,7 @@ class DurationModel:
         self.unseen: float = unseen
         self._schedule: _Schedule | None = None
         self._density: list[float] | None = None  # the estimate the schedule was built from
+        self._split_by: list[float] | None = None  # ... raw, as the live finishes are shared
         self._survival = _survival_at_edges(self._prior)  # ... as S at each bin edge
         self._known_until = _support_end(self._prior)  # ... and where it ends
         self._drift = [0.0, 0.0, 0.0]  # drift test: observed, expected finishes, variance
@@ -165,6 +170,8 @@ class DurationModel:
         records then say the wrong thing — hours of "nothing finishes before 60 s" would
         drown the first few finishes at 20 s — so most of them are forgotten at once.
         """
+        if self.observed < self._settled_at:
+            return  # only the settled estimate is scored (see _follow_drift)
         survival = self._survival
         s0 = _interpolate(survival, since)
         if s0 < _SURVIVAL_FLOOR or until > self._known_until:
@@ -202,6 +209,13 @@ class DurationModel:
         of Turnbull's estimator), and so is its exposure to each bin. Putting it at the bracket's
         middle instead would pile events at the middles of the poll gaps, and a task seen done
         at its *first* poll — bracket ``(0, first]`` — would land far below anything possible.
+
+        The share is not fixed once and for all: the last ``_LIVE`` finishes are shared again
+        by the newest estimate at every rebuild (Turnbull's iteration, one step per rebuild),
+        and only then committed. A bracket ``(0, 7 s]`` from a batch polled late first, split
+        when the estimate knew nothing better, would otherwise keep its mass far below 2 s for
+        good, however many later tasks were seen running there — and that phantom mass, which
+        the schedule believes is detected early, widens every gap after it.
         """
         if not (math.isfinite(upper) and upper > 0):
             return
@@ -212,66 +226,76 @@ class DurationModel:
         self._follow_drift()
         self._inc /= self.decay
         if self._inc > 1e12:  # rescale now and then; the ratios are what matter
-            self._events = [c / self._inc for c in self._events]
-            self._exposure = [c / self._inc for c in self._exposure]
-            self._inc = 1.0
-        first, weights = self._shares(lower, upper)
-        alive = 1.0  # P(still running where the bracket enters this bin | the bracket)
-        for k, weight in enumerate(weights):
-            i = first + k
-            # at risk through the bracket's part of the bin, less half the part for those
-            # finishing in it (uniform within a bin)
-            self._expose(max(lower, _EDGES[i]), min(upper, _EDGES[i + 1]), alive - weight / 2)
-            self._events[i] += self._inc * weight
-            alive -= weight
+            self._rescale(1.0 / self._inc)
+        first, last = _bin_of(lower), _bin_of(upper)
+        if first == last:  # all in one bin: nothing to share
+            self._events[first] += self._inc
+            overlap = (upper - max(lower, _EDGES[first])) / (_EDGES[first + 1] - _EDGES[first])
+            self._exposure[first] += self._inc * overlap / 2
+        else:
+            self._live.add(_Finish.make(lower, upper, self._inc, _reach(self.first_done)))
+            while len(self._live.finishes) > _LIVE:
+                self._commit(self._live.pop())
         self.observed += 1
         self._dirty += 1
 
-    def _shares(self, lower: float, upper: float) -> tuple[int, list[float]]:
-        """How one finish in ``(lower, upper]`` is split over bins: (first bin, weights).
+    def _rescale(self, factor: float) -> None:
+        self._events = [c * factor for c in self._events]
+        self._exposure = [c * factor for c in self._exposure]
+        self._live.rescale(factor)
+        self._inc *= factor
 
-        Mostly in proportion to the current estimate; a share ``_UNSEEN`` (all of it where
-        the estimate gives the bracket no chance) log-uniformly over the bracket's top
-        ``_REACH`` factor instead. Without that share an estimate could never grow mass
-        where it has none: a model faster than its prior, whose tasks are all done at their
-        first poll, would pile every finish just below that poll, and the first poll would
-        never move earlier. With it, mass creeps below what was believed possible only as
-        fast as finishes there are actually seen.
+    def _unseen(self) -> tuple[float, float]:
+        """The share of a finish spread over its bracket's top instead of by the estimate:
+        (done at its first look, between two looks).
+
+        Without it an estimate could never grow mass where it has none: a model faster than
+        its prior, whose tasks are all done at their first poll, would pile every finish just
+        below that poll, and the first poll would never move earlier. It is ``unseen`` while
+        most first looks find the task done, none once they find it running (then the
+        estimate, which by then has seen where the finishes are, shares them all again), and
+        none either once the first poll comes within 1.5 targets of creation: a task done by
+        then waited about the target or less, there is little left to seek below, and the guess
+        would only put phantom mass far below anything seen, which the schedule believes is
+        detected early and pays for with wider gaps after it.
         """
-        density = self._density if self._density is not None else self._prior
-        floor_low = max(lower, upper / _reach(self.first_done))
-        first, last = _bin_of(min(lower, floor_low)), _bin_of(upper)
-        if first == last:
-            return first, [1.0]
-        estimate, floor = [], []
-        log_span = math.log(upper / floor_low) if upper > floor_low else 0.0
-        for i in range(first, last + 1):
-            lo, hi = _EDGES[i], _EDGES[i + 1]
-            overlap = (min(upper, hi) - max(lower, lo)) / (hi - lo)
-            estimate.append(density[i] * max(overlap, 0.0))
-            a, b = max(lo, floor_low), min(hi, upper)
-            floor.append(math.log(b / a) / log_span if log_span > 0 and b > a else 0.0)
-        if log_span <= 0:
-            floor[-1] = 1.0
-        total = sum(estimate)
-        if total <= 0:
-            return first, floor
-        unseen = self.unseen * _surprise(self.first_done)
-        if lower > 0 and self.observed < self._relearn_until:
-            # after a drift, a bracket between two looks is never shared by the estimate
-            # alone: a wide one (polled sparsely because the old estimate put little there)
-            # would only ever confirm the old shape
-            unseen = max(unseen, self.unseen * _BRACKET_SHARE)
-        return first, [
-            (1 - unseen) * e / total + unseen * f for e, f in zip(estimate, floor, strict=True)
-        ]
+        sched = self._schedule
+        seek = sched is None or sched.first_poll > _SEEK * sched.key[0]
+        first = self.unseen * _surprise(self.first_done) if seek else 0.0
+        if self.observed < self._relearn_until and self.unseen > 0:
+            # after a drift, a bracket between two looks is not shared by the estimate at
+            # all: a wide one (polled sparsely because the old estimate put little there)
+            # would only ever confirm the old shape, at every rebuild again
+            return first, 1.0
+        return first, first
+
+    def _commit(self, finish: _Finish) -> None:
+        """A finish leaving the live window: its current share goes into the records."""
+        density = self._split_by if self._split_by is not None else self._prior
+        first_u, between_u = self._unseen()
+        events, exposure = finish.split(density, between_u if finish.between else first_u)
+        for k, (e, x) in enumerate(zip(events, exposure, strict=True)):
+            self._events[finish.first + k] += e
+            self._exposure[finish.first + k] += x
+
+    def _refresh(self) -> None:
+        """Share the live finishes again by the current estimate (a Turnbull step).
+
+        By the raw estimate, not the smoothed one the schedule is built from: smoothing at
+        every step would leak mass across a sharp edge a little further each time (a model
+        whose tasks all take 2 s or more would come to "finish" at 1.5 s).
+        """
+        self._split_by = self.counts(smoothed=False)[0]
+        self._live.share(self._split_by, *self._unseen())
 
     def export(self) -> dict[str, Any]:
         """What was learned, as plain JSON-able values (records in units of one task)."""
         scale = 1.0 / self._inc
+        self._refresh()
+        events, exposure = self._records()
         bins = [
             [i, _sig(e * scale), _sig(x * scale)]
-            for i, (e, x) in enumerate(zip(self._events, self._exposure, strict=True))
+            for i, (e, x) in enumerate(zip(events, exposure, strict=True))
             if e * scale > 1e-9 or x * scale > 1e-9
         ]
         return {
@@ -284,13 +308,14 @@ class DurationModel:
     def restore(self, learned: _Learned) -> None:
         """Take over a checked export (see ``_check_model``); the schedule is rebuilt."""
         self._events, self._exposure = list(learned.events), list(learned.exposure)
+        self._live = _Live()
         self._inc = 1.0
         self.observed = learned.observed
         self.first_done = learned.first_done
         self._prior_kept = learned.prior_kept
         self._settled_at = self.observed + _DRIFT_SETTLE
         self._drift = [0.0, 0.0, 0.0]
-        self._schedule = self._density = None
+        self._schedule = self._density = self._split_by = None
         self._dirty = 0
 
     def counts(self, *, smoothed: bool = True) -> tuple[list[float], float]:
@@ -306,7 +331,7 @@ class DurationModel:
         # (and a drift ages it like any old record: else the forgotten evidence against it —
         # hours of "nothing finished here" — would hand the kind's guess back its full weight)
         w = self.prior_weight**2 / (self.prior_weight + self.observed) * self._prior_kept
-        events, exposure = self._events, self._exposure
+        events, exposure = self._records()
         if smoothed and self.smoothing > 0:
             support = _support(events)
             events = _smooth(events, self.smoothing, support)
@@ -320,6 +345,14 @@ class DurationModel:
             density.append(mass)
             survival -= mass
         return density, 1.0
+
+    def _records(self) -> tuple[list[float], list[float]]:
+        """(events, exposure) per bin: the committed records and the live finishes' shares."""
+        live = self._live
+        return (
+            [a + b for a, b in zip(self._events, live.events, strict=True)],
+            [a + b for a, b in zip(self._exposure, live.exposure, strict=True)],
+        )
 
     def quantile(self, q: float) -> float:
         """The ``q``-quantile of the current distribution (seconds)."""
@@ -344,11 +377,17 @@ class DurationModel:
             or sched.key != (target_delay, min_gap, max_gap, naive_gap)
             or self._dirty >= min(self.rebuild_every, max(self.observed, 1))
         ):
+            self._refresh()
             counts, _ = self.counts()
             self._density = counts
             self._survival = _survival_at_edges(counts)
             self._known_until = _support_end(counts)
-            start = self.quantile(first_quantile)
+            # the earliest plausible finish: the first_quantile, extrapolated along the tail
+            # by one more such step (q²/q₂ with q₂ the quantile twice as far in). A few hundred
+            # tasks do not show where the lower edge is, only how fast the tail thins near
+            # it; and a task done before the first poll waits all of it, not half a gap
+            low = _quantile(*self.counts(smoothed=False), first_quantile)
+            start = low * min(low / _quantile(*self.counts(smoothed=False), 2 * first_quantile), 1)
             if sched is not None and self.first_done > _FIRST_DONE_UNRESOLVED:
                 # Some tasks are done at their first look, and where below it they finished
                 # is unknown: the estimate piles them just under it, so its low quantile sits
@@ -363,6 +402,178 @@ class DurationModel:
 
 
 _EDGES = tuple(_bin_edge(i) for i in range(_N_BINS + 1))
+_LIVE = 256  # finishes shared again by the estimate at every rebuild before being committed
+
+
+@dataclass(slots=True)
+class _Finish:
+    """One finish in ``(lower, upper]`` (spanning bins ``first..last``), as recorded.
+
+    ``floor_*``: its share spread log-uniformly over the bracket's top factor ``reach`` (set
+    when it arrived) and the exposure that goes with it, per bin from ``first``, unweighted.
+    """
+
+    lower: float
+    upper: float
+    weight: float  # the records' scale when it arrived (newer finishes weigh more)
+    first: int
+    last: int
+    overlaps: tuple[float, float]  # of the bracket with its first and its last bin
+    floor_events: list[float]
+    floor_exposure: list[float]
+
+    @property
+    def between(self) -> bool:
+        """Seen running before (else: done at its first look)."""
+        return self.lower > 0
+
+    @staticmethod
+    def make(lower: float, upper: float, weight: float, reach: float) -> _Finish:
+        first, last = _bin_of(lower), _bin_of(upper)
+        floor_low = max(lower, upper / reach, _EDGES[first])  # (no bin below the first edge)
+        log_span = math.log(upper / floor_low) if upper > floor_low else 0.0
+        overlaps, floor = [], []
+        for i in range(first, last + 1):
+            lo, hi = _EDGES[i], _EDGES[i + 1]
+            overlaps.append(max((min(upper, hi) - max(lower, lo)) / (hi - lo), 0.0))
+            a, b = max(lo, floor_low), min(hi, upper)
+            floor.append(math.log(b / a) / log_span if log_span > 0 and b > a else 0.0)
+        if log_span <= 0:
+            floor[-1] = 1.0
+        exposure = _bracket_exposure(overlaps, floor)
+        ends = (overlaps[0], overlaps[-1])
+        return _Finish(lower, upper, weight, first, last, ends, floor, exposure)
+
+    def split(self, density: list[float], unseen: float) -> tuple[list[float], list[float]]:
+        """(events, exposure) per bin from ``first``, weighted: a share ``unseen`` by the
+        floor, the rest in proportion to ``density`` (all by the floor where it has none)."""
+        n = self.last - self.first + 1  # > 1: a bracket within one bin is never kept live
+        overlaps = [self.overlaps[0], *([1.0] * (n - 2)), self.overlaps[1]]
+        estimate = [density[self.first + k] * ov for k, ov in enumerate(overlaps)]
+        total = sum(estimate)
+        if total <= 0:
+            shares = self.floor_events
+        else:
+            shares = [
+                (1 - unseen) * e / total + unseen * f
+                for e, f in zip(estimate, self.floor_events, strict=True)
+            ]
+        exposure = _bracket_exposure(overlaps, shares)
+        return [self.weight * e for e in shares], [self.weight * x for x in exposure]
+
+
+def _bracket_exposure(overlaps: list[float], shares: list[float]) -> list[float]:
+    """Time at risk per bin of one finish shared so over its bracket: through the bracket's
+    part of each bin, less half the part for those finishing in it (uniform within a bin)."""
+    out, alive = [], 1.0  # P(still running where the bracket enters this bin | the bracket)
+    for overlap, share in zip(overlaps, shares, strict=True):
+        out.append(overlap * (alive - share / 2))
+        alive -= share
+    return out
+
+
+class _Live:
+    """The last finishes of a model, shared again by the newest estimate at every rebuild.
+
+    ``share`` is ``_Finish.split`` summed over all of them, in one pass over the finishes and
+    one over the bins (prefix sums of the density and difference arrays, not a loop over
+    every bin of every bracket: a bracket ``(0, 600 s]`` spans 165 bins), so a rebuild stays
+    cheap. The floor parts do not depend on the estimate: they are kept summed per kind of
+    bracket (done at the first look, between two looks) as finishes come and go.
+    """
+
+    __slots__ = ("events", "exposure", "finishes", "floor")
+
+    def __init__(self) -> None:
+        self.finishes: deque[_Finish] = deque()
+        # per kind of bracket (between two looks?): Σ weight × floor events, exposure
+        self.floor = {b: ([0.0] * _N_BINS, [0.0] * _N_BINS) for b in (False, True)}
+        self.events = [0.0] * _N_BINS  # the shares at the last ``share``
+        self.exposure = [0.0] * _N_BINS
+
+    def add(self, finish: _Finish) -> None:
+        self.finishes.append(finish)
+        self._floor(finish, finish.weight)
+
+    def pop(self) -> _Finish:
+        finish = self.finishes.popleft()
+        self._floor(finish, -finish.weight)
+        return finish
+
+    def _floor(self, finish: _Finish, weight: float) -> None:
+        events, exposure = self.floor[finish.between]
+        for k, (e, x) in enumerate(zip(finish.floor_events, finish.floor_exposure, strict=True)):
+            events[finish.first + k] += weight * e
+            exposure[finish.first + k] += weight * x
+
+    def rescale(self, factor: float) -> None:
+        for finish in self.finishes:
+            finish.weight *= factor
+        self.floor = {b: ([0.0] * _N_BINS, [0.0] * _N_BINS) for b in (False, True)}
+        for finish in self.finishes:  # summed afresh: no rounding left over from the pops
+            self._floor(finish, finish.weight)
+        self.events = [c * factor for c in self.events]
+        self.exposure = [c * factor for c in self.exposure]
+
+    def share(self, density: list[float], unseen_first: float, unseen_between: float) -> None:
+        """``events``, ``exposure`` := Σ ``finish.split(density, unseen)`` over the finishes.
+
+        For a finish over bins ``f < t`` with ``Z`` the density over its bracket and ``P``
+        the density's prefix sums, the estimate's part puts ``d_i/Z`` in an inner bin ``i``
+        and ``1 - e_f - (P_i - P_{f+1})/Z - d_i/2Z`` of exposure there: per inner bin, two
+        sums over the finishes spanning it (of ``1/Z`` and of ``1 - e_f + P_{f+1}/Z``), which
+        difference arrays collect in one pass.
+        """
+        n = _N_BINS
+        prefix = [0.0]
+        for d in density:
+            prefix.append(prefix[-1] + d)
+        events, exposure = [0.0] * n, [0.0] * n
+        d_a, d_b = [0.0] * (n + 1), [0.0] * (n + 1)
+        for finish in self.finishes:
+            unseen = unseen_between if finish.between else unseen_first
+            weight = finish.weight * (1.0 - unseen)
+            if weight <= 0:
+                continue
+            f, t = finish.first, finish.last
+            ov_f, ov_l = finish.overlaps
+            a_f, a_l = density[f] * ov_f, density[t] * ov_l
+            total = a_f + a_l + prefix[t] - prefix[f + 1]
+            if total <= 0:  # the estimate gives the bracket no chance: all by the floor
+                floor = zip(finish.floor_events, finish.floor_exposure, strict=True)
+                for k, (e, x) in enumerate(floor):
+                    events[f + k] += weight * e
+                    exposure[f + k] += weight * x
+                continue
+            e_f, e_l = a_f / total, a_l / total
+            events[f] += weight * e_f
+            events[t] += weight * e_l
+            exposure[f] += weight * ov_f * (1.0 - e_f / 2)
+            exposure[t] += weight * ov_l * e_l / 2
+            if t > f + 1:
+                c = weight / total
+                b = weight * (1.0 - e_f) + c * prefix[f + 1]
+                d_a[f + 1] += c
+                d_a[t] -= c
+                d_b[f + 1] += b
+                d_b[t] -= b
+        a = b = 0.0
+        for i in range(n):
+            a += d_a[i]
+            b += d_b[i]
+            if a or b:
+                d = density[i]
+                events[i] += d * a
+                exposure[i] += b - (prefix[i] + d / 2) * a
+        for between, unseen in ((False, unseen_first), (True, unseen_between)):
+            if unseen > 0:
+                floor_events, floor_exposure = self.floor[between]
+                for i in range(n):
+                    events[i] += unseen * floor_events[i]
+                    exposure[i] += unseen * floor_exposure[i]
+        self.events, self.exposure = events, exposure
+
+
 _MAX_POLLS_PER_SCHEDULE = 2000
 _LEADS = (0.0, 0.5, 1.0)  # first poll this many gaps after the earliest plausible finish
 
@@ -665,7 +876,7 @@ class AdaptivePolicy:
     finishing and the poll that sees it. ``max_gap`` caps any gap while a task is likely to
     finish, and so bounds the worst delay (p95 ≲ ``max_gap``). ``min_interval``/
     ``max_interval`` bound every gap, the latter also for tasks running longer than anything
-    seen (gaps then grow by ``tail_growth`` × their age). ``jitter`` spreads polls (a fraction
+    seen (gaps then grow by ``tail_growth`` × the time since). ``jitter`` spreads polls (a fraction
     of the gap) so tasks created together do not poll in lockstep. ``clock_scale`` > 1
     compresses every duration and interval, for an emulator running faster than real time.
     """
@@ -751,17 +962,28 @@ class AdaptivePolicy:
         find the task already done: the schedule starts too late, and the probes (which count
         as first looks too) find out how much; once they come back "running", the rate falls.
         """
-        if self.schedule_for(model).first_poll <= 2 * self._target(model):
-            return 0.0  # done by the first poll, a task waited ≲ the target anyway
         surprise = _surprise(self.model_stats(model).first_done)
-        return self.explore + (self.explore_max - self.explore) * surprise
+        alarm = (self.explore_max - self.explore) * surprise
+        first_poll = self.schedule_for(model).first_poll
+        if first_poll <= 2 * self._target(model):
+            # done by the first poll, a task waited ≲ the target anyway: no routine probes,
+            # but where most are done there, how far below is still to be found out (the
+            # guess that spreads those finishes down the bracket is no measurement) — if a
+            # probe's one extra request still leaves the task cheaper than the naive loop,
+            # which would have polled it twice by then
+            return alarm if first_poll >= 2 / self.clock_scale else 0.0
+        return self.explore + alarm
 
     def next_delay(self, model: str | None, elapsed: float, polls: int, hint: TaskHint) -> float:
         lo = self.min_interval / self.clock_scale
         hi = self.max_interval / self.clock_scale
-        scheduled = self.schedule_for(model).next_time(elapsed)
-        if scheduled is None:  # older than anything seen: back off with age
-            gap = max(self._target(model) * 2, elapsed * self.tail_growth)
+        sched = self.schedule_for(model)
+        scheduled = sched.next_time(elapsed)
+        if scheduled is None:
+            # older than anything seen: back off with the time since then, not with age (the
+            # longest of a few hundred tasks is no bound: the next batch has one beyond it,
+            # which a gap of 10 % of its age, tens of seconds, would see that much late)
+            gap = max(self._target(model) * 2, (elapsed - sched.times[-1]) * self.tail_growth)
         else:
             gap = scheduled - elapsed
         eta = _eta_from_percent(hint, elapsed)
