@@ -285,13 +285,12 @@ class DurationModel:
         every step would leak mass across a sharp edge a little further each time (a model
         whose tasks all take 2 s or more would come to "finish" at 1.5 s).
         """
-        self._split_by = self.counts(smoothed=False)[0]
+        self._split_by = self.counts(smoothed=False, fresh=False)[0]
         self._live.share(self._split_by, *self._unseen())
 
     def export(self) -> dict[str, Any]:
         """What was learned, as plain JSON-able values (records in units of one task)."""
         scale = 1.0 / self._inc
-        self._refresh()
         events, exposure = self._records()
         bins = [
             [i, _sig(e * scale), _sig(x * scale)]
@@ -318,12 +317,13 @@ class DurationModel:
         self._schedule = self._density = self._split_by = None
         self._dirty = 0
 
-    def counts(self, *, smoothed: bool = True) -> tuple[list[float], float]:
+    def counts(self, *, smoothed: bool = True, fresh: bool = True) -> tuple[list[float], float]:
         """The duration density per bin (summing to ≤ 1) implied by the learned rates.
 
         ``smoothed``: events and exposure go through a Gaussian kernel in log-duration
         (``smoothing`` bins wide, confined to the bins holding events), since a few hundred
         tasks are too few to take a rate from raw. Quantiles use the raw estimate.
+        ``fresh``: finishes seen since the last rebuild are shared first (else left out).
         """
         scale = 1.0 / self._inc
         # the prior fades with every finish ever seen, not with the records kept: what was
@@ -331,7 +331,7 @@ class DurationModel:
         # (and a drift ages it like any old record: else the forgotten evidence against it —
         # hours of "nothing finished here" — would hand the kind's guess back its full weight)
         w = self.prior_weight**2 / (self.prior_weight + self.observed) * self._prior_kept
-        events, exposure = self._records()
+        events, exposure = self._records(fresh=fresh)
         if smoothed and self.smoothing > 0:
             support = _support(events)
             events = _smooth(events, self.smoothing, support)
@@ -346,9 +346,11 @@ class DurationModel:
             survival -= mass
         return density, 1.0
 
-    def _records(self) -> tuple[list[float], list[float]]:
+    def _records(self, *, fresh: bool = True) -> tuple[list[float], list[float]]:
         """(events, exposure) per bin: the committed records and the live finishes' shares."""
         live = self._live
+        if fresh and live.stale:
+            self._refresh()
         return (
             [a + b for a, b in zip(self._events, live.events, strict=True)],
             [a + b for a, b in zip(self._exposure, live.exposure, strict=True)],
@@ -482,7 +484,7 @@ class _Live:
     bracket (done at the first look, between two looks) as finishes come and go.
     """
 
-    __slots__ = ("events", "exposure", "finishes", "floor")
+    __slots__ = ("events", "exposure", "finishes", "floor", "stale")
 
     def __init__(self) -> None:
         self.finishes: deque[_Finish] = deque()
@@ -490,14 +492,17 @@ class _Live:
         self.floor = {b: ([0.0] * _N_BINS, [0.0] * _N_BINS) for b in (False, True)}
         self.events = [0.0] * _N_BINS  # the shares at the last ``share``
         self.exposure = [0.0] * _N_BINS
+        self.stale = False  # finishes came or went since
 
     def add(self, finish: _Finish) -> None:
         self.finishes.append(finish)
         self._floor(finish, finish.weight)
+        self.stale = True
 
     def pop(self) -> _Finish:
         finish = self.finishes.popleft()
         self._floor(finish, -finish.weight)
+        self.stale = True
         return finish
 
     def _floor(self, finish: _Finish, weight: float) -> None:
@@ -572,6 +577,7 @@ class _Live:
                     events[i] += unseen * floor_events[i]
                     exposure[i] += unseen * floor_exposure[i]
         self.events, self.exposure = events, exposure
+        self.stale = False
 
 
 _MAX_POLLS_PER_SCHEDULE = 2000
