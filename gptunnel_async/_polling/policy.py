@@ -40,7 +40,6 @@ _DRIFT_MIN = 8.0  # ... and at least this many finishes off (a handful proves no
 _DRIFT_SETTLE = 100  # ... only after this many finishes (from the start, and after each drift)
 _DRIFT_KEEP = 0.1  # ... on which the old records keep this weight
 _SURVIVAL_FLOOR = 0.01  # the test ignores looks past what the estimate has seen
-_SEEK = 1.5  # a first poll within this many targets leaves nothing below to seek
 _FIRST_DONE_UNRESOLVED = 0.1  # above this share done at first look, the start may only fall
 _DONE_CALM, _DONE_ALARM = 0.3, 0.7  # that share: probes at the base rate below, at most above
 
@@ -254,13 +253,13 @@ class DurationModel:
         below that poll, and the first poll would never move earlier. It is ``unseen`` while
         most first looks find the task done, none once they find it running (then the
         estimate, which by then has seen where the finishes are, shares them all again), and
-        none either once the first poll comes within 1.5 targets of creation: a task done by
-        then waited about the target or less, there is little left to seek below, and the guess
+        none either once the first poll comes within one target of creation: a task done by
+        then waited less than the target, there is nothing left to seek below, and the guess
         would only put phantom mass far below anything seen, which the schedule believes is
         detected early and pays for with wider gaps after it.
         """
         sched = self._schedule
-        seek = sched is None or sched.first_poll > _SEEK * sched.key[0]
+        seek = sched is None or sched.first_poll > sched.key[0]
         first = self.unseen * _surprise(self.first_done) if seek else 0.0
         if self.observed < self._relearn_until and self.unseen > 0:
             # after a drift, a bracket between two looks is not shared by the estimate at
@@ -968,17 +967,10 @@ class AdaptivePolicy:
         find the task already done: the schedule starts too late, and the probes (which count
         as first looks too) find out how much; once they come back "running", the rate falls.
         """
+        if self.schedule_for(model).first_poll <= 2 * self._target(model):
+            return 0.0  # done by the first poll, a task waited ≲ the target anyway
         surprise = _surprise(self.model_stats(model).first_done)
-        alarm = (self.explore_max - self.explore) * surprise
-        first_poll = self.schedule_for(model).first_poll
-        if first_poll <= 2 * self._target(model):
-            # done by the first poll, a task waited ≲ the target anyway: no routine probes,
-            # but where most are done there, how far below is still to be found out (the
-            # guess that spreads those finishes down the bracket is no measurement) — if a
-            # probe's one extra request still leaves the task cheaper than the naive loop,
-            # which would have polled it twice by then
-            return alarm if first_poll >= 2 / self.clock_scale else 0.0
-        return self.explore + alarm
+        return self.explore + (self.explore_max - self.explore) * surprise
 
     def next_delay(self, model: str | None, elapsed: float, polls: int, hint: TaskHint) -> float:
         lo = self.min_interval / self.clock_scale
