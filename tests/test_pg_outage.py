@@ -125,8 +125,11 @@ async def test_creates_wait_for_a_lost_journal_outside_the_gate_and_polls_go_on(
             async for r in run:
                 assert r.ok, r.error
                 prompts.append(r.request["prompt"])
+        # each outcome written after its task id, however long the task id waited
+        rows = await journal.records()
     finally:
         await journal.aclose()
+    assert [row.state for row in rows] == ["done"] * n
     assert during["creates"] == 0  # nothing left while the journal could not record it
     assert during["polls"] >= 3  # the tasks in flight were polled all along
     assert journal.outages >= 1

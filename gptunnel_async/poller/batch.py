@@ -244,6 +244,8 @@ class _Shared:
     # indexes whose file a run that died began to save: saved in that run's folder (the
     # same names replace what it may have written), so a task is saved once
     folders: dict[int, Path] = field(default_factory=dict)
+    # indexes whose task id is being journaled: their outcome is written after it
+    recording: dict[int, anyio.Event] = field(default_factory=dict)
 
 
 class _Stage:
@@ -255,6 +257,7 @@ class _Stage:
         self._keys = shared.keys
         self._repolled = shared.repolled
         self._folders = shared.folders
+        self._recording = shared.recording
 
 
 class _Feeder(_Stage):
@@ -392,15 +395,13 @@ class _Feeder(_Stage):
             if not claim.won:
                 await self._resume(claim, request, raw, index)
                 return
-        task = await self._create(body, key, request, raw, index)
-        if task is None:
-            return
-        self._add(task, request.tag, raw, index)
+        await self._create(body, key, request, raw, index)
 
     async def _create(
         self, body: dict[str, Any], key: str | None, request: MediaRequest, raw: Any, index: int
     ) -> Any:
-        """Send one create and journal its outcome; ``None`` if it failed (already reported)."""
+        """Send one create, journal its outcome and poll its task; ``None`` if it failed
+        (already reported)."""
         wire = _JournalWire(self._journal, key) if self._journal and key else None
         try:
             while True:
@@ -428,12 +429,22 @@ class _Feeder(_Stage):
             self._emit(BatchResult(id=None, ok=False, error=exc, tag=request.tag), raw, index)
             return None
         self._progress.created += 1
-        if self._journal is not None and key is not None:
+        if self._journal is None or key is None:
+            self._add(task, request.tag, raw, index)
+            return task
+        # Polled at once, even while a lost shared journal keeps its task id waiting (in
+        # memory, here); its outcome is written after its task id (the drain waits for this).
+        written = self._recording[index] = anyio.Event()
+        try:
+            self._add(task, request.tag, raw, index)
             # The client let this create finish even if the run is being cancelled (a create
             # that has left is never abandoned); record its task id before the cancellation
             # lands, so a resumed run polls it instead of reporting an unknown outcome.
             with anyio.CancelScope(shield=True):
                 await self._journal.record(key, "created", task_id=task.id, kind=task.poll_kind)
+        finally:
+            del self._recording[index]
+            written.set()
         return task
 
     async def _handle_taken_over(self, index: int, taken: _TakenOver) -> None:
@@ -443,9 +454,7 @@ class _Feeder(_Stage):
         request = MediaRequest.coerce(taken.body)
         self._keys[index] = taken.record.key
         if taken.record.state in CLAIMABLE_STATES:
-            task = await self._create(request.body(), taken.record.key, request, taken.body, index)
-            if task is not None:
-                self._add(task, request.tag, taken.body, index)
+            await self._create(request.body(), taken.record.key, request, taken.body, index)
             return
         await self._resume(Claim(taken.record, won=False), request, taken.body, index)
 
@@ -586,6 +595,9 @@ class _Drain(_Stage):
     ) -> bool:
         """Journal a polled task's outcome; False if the task is not this run's any more
         (taken over while this run was cut off from a shared journal: that run reports it)."""
+        written = self._recording.get(result.index) if result.index is not None else None
+        if written is not None:  # its task id first (a lost shared journal holds it back)
+            await written.wait()
         try:
             await self._write_outcome(result, key, folder)
         except JournalTakenOverError as exc:
