@@ -12,7 +12,12 @@ import os
 import re
 from typing import TYPE_CHECKING
 
-from .._errors import JournalError, JournalInUseError
+from .._errors import (
+    JournalError,
+    JournalInUseError,
+    JournalTakenOverError,
+    JournalUnavailableError,
+)
 from .journal import (
     CLAIMABLE_STATES,
     SENT_STATES,
@@ -110,6 +115,8 @@ __all__ = [
     "JournalInUseError",
     "JournalLocation",
     "JournalRecord",
+    "JournalTakenOverError",
+    "JournalUnavailableError",
     "SQLiteBatchReader",
     "SQLiteJournal",
     "SharedJournal",

@@ -187,6 +187,12 @@ class PostgresJournal:
 
     ``acquire`` connects (``CoordinatorUnavailableError`` if the server cannot be reached,
     before anything is sent) and takes this run's liveness lock; ``aclose`` gives it up.
+
+    Lost mid-run, the database is waited for ``outage_timeout`` seconds (then
+    ``JournalUnavailableError``): no create is sent meanwhile (``mark_on_wire`` checks this
+    run's lock in the same statement), and every write is a compare-and-set on the row's owner,
+    so a row another run took over meanwhile is neither sent nor written here
+    (``JournalTakenOverError``).
     """
 
     def __init__(
