@@ -91,9 +91,9 @@ async def _until(check: Any, seconds: float = 30.0) -> None:
 async def test_creates_wait_for_a_lost_journal_outside_the_gate_and_polls_go_on(
     pg_server: str, pg_dsn: str, pg_schema: str
 ) -> None:
-    """Two slots for creates and polls together: a create that found the database gone at its
-    write-ahead gives its slot back and waits outside the gate (before: it waited inside, on
-    the wire's hook, and two such creates stopped every poll)."""
+    """Two slots for creates and polls together. Creates wait for the database outside the
+    gate: at their claim, or, when the loss is found at the write-ahead (inside the gate), the
+    slot is given back first (``mark_on_wire`` never waits: see the next test but one)."""
     from gptunnel_async.stores.postgres import PostgresJournal
 
     n = 16
@@ -252,7 +252,7 @@ async def test_rows_taken_over_while_cut_off_are_neither_sent_nor_written(
             states = {record.key: record.state for record, _ in taken}
             assert states == {"claimed": "claimed", "created": "created", "on-wire": "sending"}
 
-            with pytest.raises(JournalAwayError):  # never waits inside the gate
+            with anyio.fail_after(1), pytest.raises(JournalAwayError):  # never waits (gate)
                 await cut_off.mark_on_wire("claimed")
             relay.cut = False  # back
             await cut_off.wait_ready()
