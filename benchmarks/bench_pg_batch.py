@@ -285,7 +285,9 @@ async def main_async(args: argparse.Namespace) -> str:
                     print(
                         f"- {r['label']}: {r['wall']:.1f} s, {r['api_requests']} API requests "
                         f"({r['api_requests'] / r['wall']:.1f}/s), exactly once "
-                        f"{mark(exactly_once(r, n))}, saved per worker {r['saved_per_worker']}",
+                        f"{mark(exactly_once(r, n))}, saved per worker {r['saved_per_worker']}, "
+                        f"cores used {(r['worker_cpu'] + r['emulator_cpu']) / r['wall']:.2f}, "
+                        f"machine busy {100 * r['machine_busy']:.0f} %",
                         flush=True,
                     )
     finally:
