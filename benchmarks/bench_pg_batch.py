@@ -13,7 +13,14 @@ worker keeps at most ``--concurrency`` requests in flight, so one worker does at
 C / latency requests per second whatever its CPU. Here every API answer of the emulator is
 delayed by ``LATENCY`` (0.2 s) and each worker has ``-c 8``: one worker is capped near 40
 requests/s and uses a fraction of a core for them (the CPU each case used is reported, with
-how busy the whole machine was). Tasks are short (5-10 s of real time, run 10x faster).
+how busy the whole machine was). Tasks are short, 3-6 s, in real time (time scale 1): the
+emulator's latency is real seconds, so a compressed clock would make the answers as slow as the
+tasks are short (0.2 s at time scale 10 is 2 s of a task's time), and the polling schedule
+would chase that instead of the tasks.
+
+Every worker starts from the polling schedule an untimed warm-up batch (300 other prompts)
+learned, as workers that have run before do (``--cold``: each learns alone, and 4 workers,
+each learning from a quarter of the tasks, poll more per task than 1).
 
 - **budget large enough**: no rate limit; 4 workers must finish in <= 0.35x the wall time of 1.
 - **small shared budget**: ``--limits postgresql://... --rps R -c 16`` (one budget for every
@@ -62,8 +69,8 @@ PER_WORKER = 8  # -c: each worker's own concurrency bound
 # is the budget that binds, not the shared concurrency (a lease is held a round trip longer).
 SHARED_CONCURRENCY = 16
 LATENCY = 0.2  # s added to every API answer (the real API's take hundreds of ms)
-TIME_SCALE = 10.0
-DURATION = (5.0, 10.0)  # real-time seconds, log-uniform (0.5-1 s here)
+TIME_SCALE = 1.0
+DURATION = (3.0, 6.0)  # seconds, log-uniform
 FAST_ENOUGH = 0.35  # 4 workers / 1 worker, large budget
 NO_SLOWER = 1.05  # 4 workers / 1 worker, small shared budget
 MEDIA_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".mp4", ".mp3", ".wav", ".gif")
@@ -114,6 +121,12 @@ class Database:
 # --------------------------------------------------------------------------------------------
 
 
+def bench_env() -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GPTUNNEL_API_KEY": API_KEY}
+    env.pop("GPTUNNEL_LIMITS", None)
+    return env
+
+
 def gptunnel(*args: str) -> list[str]:
     return [sys.executable, "-m", "gptunnel_async.cli", *args]
 
@@ -130,22 +143,49 @@ def worker_command(
     return cmd
 
 
+WARM_UP = 300  # tasks of the untimed batch whose learned schedule every worker starts from
+POLL_STATE = ".gptunnel-poll-state.json"  # what `gptunnel batch` learned, in its -o folder
+
+
+async def warm_up(emu: EmulatorProcess, tmp: Path, env: dict[str, str]) -> Path:
+    """One untimed batch (other prompts, a journal file): its learned polling schedule, which
+    every timed worker then starts from, as workers that have run before do. Cold, each of 4
+    workers would learn alone from a quarter of the tasks (more polls than 1 worker), and the
+    figure would mix that into the sharing of the work."""
+    async with httpx.AsyncClient() as http:
+        await ctl(http, emu.url, "reset", seed=3, durations={IMAGE_MODEL: list(DURATION)})
+        await ctl(http, emu.url, "faults", latency=LATENCY)
+    prompts = tmp / "warm.txt"
+    prompts.write_text("".join(f"warm-up prompt {i}\n" for i in range(WARM_UP)), "utf-8")
+    out = tmp / "warm"
+    cmd = gptunnel("--base-url", emu.url, "--clock-scale", f"{TIME_SCALE:g}", "batch", str(prompts))
+    cmd += ["-o", str(out), "-m", IMAGE_MODEL, "--no-progress", "-c", str(PER_WORKER)]
+    done = await anyio.run_process(cmd, env=env, check=False)
+    state = out / POLL_STATE
+    if done.returncode or not state.is_file():
+        raise RuntimeError(f"the warm-up batch failed: {done.stderr.decode()[-600:]}")
+    return state
+
+
 async def run_case(
     emu: EmulatorProcess, db: Database, prompts: Path, n: int, workers: int,
-    rps: float | None, shared_c: int, tmp: Path,
+    rps: float | None, shared_c: int, warm: Path | None, tmp: Path,
 ) -> dict[str, Any]:  # fmt: skip
     url = emu.url
     label = f"{workers}w-{'rps' if rps else 'free'}"
     batch = f"bench-{label}-{secrets.token_hex(3)}"
     case_dir = tmp / label
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "GPTUNNEL_API_KEY": API_KEY}
-    env.pop("GPTUNNEL_LIMITS", None)
+    env = bench_env()
     async with httpx.AsyncClient() as http:
         await ctl(http, url, "reset", seed=7, durations={IMAGE_MODEL: list(DURATION)})
         await ctl(http, url, "faults", latency=LATENCY)
         folders = [case_dir / f"w{k}" for k in range(workers)]
         logs = [case_dir / f"w{k}.log" for k in range(workers)]
         case_dir.mkdir(parents=True)
+        for folder in folders:
+            folder.mkdir()
+            if warm is not None:
+                shutil.copy(warm, folder / POLL_STATE)
         cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         emu_cpu0 = emu.cpu_seconds()
         busy0 = busy_jiffies()
@@ -211,6 +251,7 @@ async def run_case(
         and set(own_lines.values()) == {1},
         "api_requests": counters["api_requests_total"],
         "polls_per_task": polls / n,
+        "routes": routes,
         "busiest_second": counters["max_requests_in_window_1s"],
         "max_in_flight": counters["max_in_flight"],
         "worker_cpu": worker_cpu,
@@ -276,15 +317,17 @@ async def main_async(args: argparse.Namespace) -> str:
     note = machine_note()
     try:
         with Database(args.dsn) as db, EmulatorProcess(time_scale=TIME_SCALE, seed=7) as emu:
+            warm = None if args.cold else await warm_up(emu, tmp, bench_env())
             for rps in (None, args.rps):
                 for workers in (1, WORKERS):
                     if args.cases and f"{workers}{'rps' if rps else 'free'}" not in args.cases:
                         continue
-                    r = await run_case(emu, db, prompts, n, workers, rps, args.shared_c, tmp)
+                    r = await run_case(emu, db, prompts, n, workers, rps, args.shared_c, warm, tmp)
                     results[workers, rps] = r
                     print(
                         f"- {r['label']}: {r['wall']:.1f} s, {r['api_requests']} API requests "
-                        f"({r['api_requests'] / r['wall']:.1f}/s), exactly once "
+                        f"({r['api_requests'] / r['wall']:.1f}/s, {r['polls_per_task']:.2f} polls "
+                        f"per task), exactly once "
                         f"{mark(exactly_once(r, n))}, saved per worker {r['saved_per_worker']}, "
                         f"cores used {(r['worker_cpu'] + r['emulator_cpu']) / r['wall']:.2f}, "
                         f"machine busy {100 * r['machine_busy']:.0f} %",
@@ -364,6 +407,7 @@ def main() -> None:
     p.add_argument(
         "--shared-c", type=int, default=SHARED_CONCURRENCY, help="-c with --limits (shared)"
     )
+    p.add_argument("--cold", action="store_true", help="no warm-up: every worker learns alone")
     p.add_argument("--dsn", default=os.environ.get("GPTUNNEL_BENCH_POSTGRES_DSN", DEFAULT_DSN))
     p.add_argument("--cases", type=lambda t: t.split(","), help="e.g. 1free,4rps (no verdict)")
     args = p.parse_args()
