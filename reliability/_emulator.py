@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -83,6 +84,7 @@ class _Counters(Counters):
 
 
 CREATE_PATH = "/v1/media/create"
+_PROMPT = re.compile(r'"prompt"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
 class _Faults(Faults):
@@ -114,6 +116,7 @@ class CampaignEmulator(Emulator):
         super().__init__(config)
         self.faults = _Faults(config.seed)
         self.create_log: list[dict[str, Any]] = []
+        self.cut_log: list[dict[str, Any]] = []  # creates cut off midway (never processed)
         self._install_store(0.0)
 
     def _install_store(self, rate: float) -> None:
@@ -133,12 +136,36 @@ class CampaignEmulator(Emulator):
             prompt = json.loads(request.body).get("prompt")
         except (ValueError, AttributeError):
             prompt = None
-        entry: dict[str, Any] = {"prompt": prompt, "arrived": time.monotonic()}
+        # "arrived": the request's first byte reached the server (before parsing, latency or
+        # any fault); "handled": it was whole and handed to the emulator.
+        entry: dict[str, Any] = {
+            "prompt": prompt,
+            "arrived": request.received or time.monotonic(),
+            "handled": time.monotonic(),
+            "connection": request.connection,
+        }
         self.create_log.append(entry)
         answer = await super().handle(request)
         entry["answered"] = time.monotonic()
         entry["status"] = getattr(answer, "status", "drop")
         return answer
+
+    def request_cut_off(self, partial: Request) -> None:
+        """A request whose bytes had started to arrive when its connection ended: on the wire,
+        never processed. Logged when it may have been a create (its path is the create's, or
+        its headers never arrived whole); the prompt when enough of the body had come."""
+        if partial.path not in ("", CREATE_PATH):
+            return
+        found = _PROMPT.search(partial.body.decode("utf-8", "replace"))
+        self.cut_log.append(
+            {
+                "prompt": json.loads(f'"{found.group(1)}"') if found else None,
+                "arrived": partial.received,
+                "path": partial.path,
+                "bytes": len(partial.body),
+                "connection": partial.connection,
+            }
+        )
 
     def control(self, op: str, body: dict[str, Any]) -> Any:
         c = self.counters
@@ -148,9 +175,17 @@ class CampaignEmulator(Emulator):
             self.reset()
             self._install_store(0.0)
             self.create_log.clear()
+            self.cut_log.clear()
             return {"ok": True}
         if op == "create_log":
             return self.create_log
+        if op == "wire_log":  # creates (whole, cut off) logged since the given positions
+            since = body.get("since", [0, 0])
+            return {
+                "creates": self.create_log[since[0] :],
+                "cut_off": self.cut_log[since[1] :],
+                "next": [len(self.create_log), len(self.cut_log)],
+            }
         if op == "pauses":  # every 429 answered: (monotonic time, Retry-After)
             return list(c.sent_429)
         if op == "config":

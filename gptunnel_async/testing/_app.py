@@ -88,6 +88,10 @@ class Emulator:
         )
         self.internal_errors.clear()
 
+    def request_cut_off(self, partial: Request) -> None:
+        """Called by the socket server when a connection ends midway through a request (never
+        handled); ``partial`` holds what had arrived of it. A hook for tests: no-op here."""
+
     # -- request handling -----------------------------------------------------------------
 
     async def handle(self, request: Request) -> Response | Drop:

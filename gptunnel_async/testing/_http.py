@@ -50,6 +50,11 @@ class Request:
     headers: dict[str, str]  # lower-case names
     body: bytes
     base_url: str
+    #: ``time.monotonic()`` when the server had the request's first byte (over a socket; else
+    #: when it was handed over), before any parsing, latency or fault.
+    received: float = 0.0
+    #: The server's serial number of the connection that carried it (0: no socket).
+    connection: int = 0
 
 
 @dataclass(slots=True)

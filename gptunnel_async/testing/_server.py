@@ -7,6 +7,8 @@ serves many connections at once, and can drop a connection without answering.
 from __future__ import annotations
 
 import ipaddress
+import itertools
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -50,13 +52,39 @@ class EmulatorServer:
         return f"http://{host}:{self.port}"
 
 
+class _Incoming:
+    """What has arrived of the request being read (so one cut off midway can be reported)."""
+
+    def __init__(self, default_host: str, connection: int) -> None:
+        self.default_host = default_host
+        self.connection = connection
+        self.received = 0.0  # monotonic time of its first byte; 0 while none has arrived
+        self.method = b""
+        self.target = b""
+        self.headers: dict[str, str] = {}
+        self.body = bytearray()
+
+    def request(self) -> Request:
+        path, _, query = self.target.decode("latin-1").partition("?")
+        return Request(
+            method=self.method.decode("ascii", "replace"),
+            path=path,
+            query=dict(parse_qsl(query, keep_blank_values=True)),
+            headers=self.headers,
+            body=bytes(self.body),
+            base_url=f"http://{self.headers.get('host') or self.default_host}",
+            received=self.received,
+            connection=self.connection,
+        )
+
+
 async def _read_request(
-    conn: h11.Connection, stream: anyio.abc.ByteStream, default_host: str
+    conn: h11.Connection, stream: anyio.abc.ByteStream, incoming: _Incoming
 ) -> Request | None:
-    target = b""
-    method = b""
-    headers: dict[str, str] = {}
-    body = bytearray()
+    """The next whole request on ``conn``; None when the connection ends (``incoming`` then
+    holds whatever had arrived of a request cut off midway)."""
+    if conn.trailing_data[0]:  # already here, behind the previous request
+        incoming.received = time.monotonic()
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
@@ -64,24 +92,18 @@ async def _read_request(
                 data = await stream.receive(65536)
             except _CLOSED:
                 data = b""
+            if data and not incoming.received:
+                incoming.received = time.monotonic()
             conn.receive_data(data)
         elif isinstance(event, h11.Request):
-            method, target = event.method, event.target
-            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in event.headers}
+            incoming.method, incoming.target = event.method, event.target
+            incoming.headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in event.headers}
         elif isinstance(event, h11.Data):
-            body += event.data
-            if len(body) > _MAX_BODY:
+            incoming.body += event.data
+            if len(incoming.body) > _MAX_BODY:
                 return None
         elif isinstance(event, h11.EndOfMessage):
-            path, _, query = target.decode("latin-1").partition("?")
-            return Request(
-                method=method.decode("ascii"),
-                path=path,
-                query=dict(parse_qsl(query, keep_blank_values=True)),
-                headers=headers,
-                body=bytes(body),
-                base_url=f"http://{headers.get('host') or default_host}",
-            )
+            return incoming.request()
         else:  # ConnectionClosed or PAUSED
             return None
 
@@ -99,34 +121,41 @@ def _encode(conn: h11.Connection, response: Response, method: str) -> bytes:
 
 
 async def _serve_connection(
-    emulator: Emulator, stream: anyio.abc.ByteStream, default_host: str
+    emulator: Emulator, stream: anyio.abc.ByteStream, default_host: str, connection: int
 ) -> None:
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=1024 * 1024)
     async with stream:
-        while True:
-            try:
-                request = await _read_request(conn, stream, default_host)
-            except h11.RemoteProtocolError:
-                return
-            if request is None:
-                return
-            try:
-                answer = await emulator.handle(request)
-            except Exception as exc:  # a bug must not take the whole server down
-                emulator.internal_errors.append(exc)
-                return
-            if not isinstance(answer, Response):
-                return  # drop: close without a response
-            try:
-                await stream.send(_encode(conn, answer, request.method))
-            except _CLOSED:
-                return
-            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-                return
-            try:
-                conn.start_next_cycle()
-            except h11.LocalProtocolError:
-                return
+        incoming = _Incoming(default_host, connection)
+        try:
+            while True:
+                try:
+                    request = await _read_request(conn, stream, incoming)
+                except h11.RemoteProtocolError:
+                    return
+                if request is None:
+                    return
+                incoming = _Incoming(default_host, connection)  # for the next one
+                try:
+                    answer = await emulator.handle(request)
+                except Exception as exc:  # a bug must not take the whole server down
+                    emulator.internal_errors.append(exc)
+                    return
+                if not isinstance(answer, Response):
+                    return  # drop: close without a response
+                try:
+                    await stream.send(_encode(conn, answer, request.method))
+                except _CLOSED:
+                    return
+                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    return
+                try:
+                    conn.start_next_cycle()
+                except h11.LocalProtocolError:
+                    return
+        finally:
+            # Told before the socket closes, so "no connection left" means "nothing untold".
+            if incoming.received:
+                emulator.request_cut_off(incoming.request())
 
 
 @asynccontextmanager
@@ -140,8 +169,10 @@ async def serve(
     server = EmulatorServer(emulator, bind, real_port)
     default_host = server.url.removeprefix("http://")
 
+    serials = itertools.count(1)
+
     async def on_connection(stream: anyio.abc.SocketStream) -> None:
-        await _serve_connection(emulator, stream, default_host)
+        await _serve_connection(emulator, stream, default_host, next(serials))
 
     async def run_until(stop: anyio.Event) -> None:
         # A server does not die with its client: a cancellation of the block (Ctrl-C in an

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from urllib.parse import parse_qsl
 
 import httpx
@@ -29,6 +30,7 @@ class EmulatorTransport(httpx.AsyncBaseTransport):
             headers={k.lower(): v for k, v in request.headers.items()},
             body=body,
             base_url=f"{url.scheme}://{url.netloc.decode('ascii')}",
+            received=time.monotonic(),
         )
         answer = await self.emulator.handle(ours)
         if not isinstance(answer, Response):
