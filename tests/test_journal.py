@@ -501,3 +501,56 @@ async def test_a_transport_that_may_not_report_sends_gets_the_create_after_the_j
         async with batch as run:
             assert all([r.ok async for r in run])
     assert [s["sending"] for s in seen] == [1, 1, 1]
+
+
+@pytest.mark.parametrize("durable", [False, True])
+async def test_the_sending_mark_leaves_nothing_between_its_commit_and_the_send(
+    tmp_path: Path, durable: bool
+) -> None:
+    """``mark_on_wire`` returns to its caller (who sends the create's first byte next) without
+    letting any other task run after its commit: it commits on the event loop's own thread.
+    Other journal work queued meanwhile runs first. With ``durable=True`` (an fsync per
+    commit) the mark stays in a worker thread, off the event loop."""
+    import threading
+
+    import anyio.lowlevel
+
+    journal = SQLiteJournal(tmp_path / "j.sqlite", durable=durable)
+    for i in range(4):
+        assert (await journal.claim(f"k#{i}", i, {"model": "m", "prompt": str(i)})).won
+    commits: list[tuple[int, int]] = []  # (thread, ticks of the other task) at its COMMIT
+    ticks = 0
+    marking: set[int] = set()  # threads inside the mark's transaction
+
+    def on_sql(sql: str) -> None:
+        if sql.startswith("UPDATE") and "'sending'" in sql:
+            marking.add(threading.get_ident())
+        elif sql == "COMMIT" and threading.get_ident() in marking:
+            marking.discard(threading.get_ident())
+            commits.append((threading.get_ident(), ticks))
+
+    assert journal._conn is not None
+    journal._conn.set_trace_callback(on_sql)
+    stop = anyio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        tg.start_soon(journal.record, "k#1", "rejected")  # queued journal work goes first
+        await anyio.lowlevel.checkpoint()
+        await journal.mark_on_wire("k#0")
+        returned = ticks
+        stop.set()
+    [(thread, at_commit)] = commits
+    assert (await journal.get("k#0")).state == "sending"  # type: ignore[union-attr]
+    if durable:
+        assert thread != threading.get_ident()
+    else:
+        assert thread == threading.get_ident()
+        assert returned == at_commit  # no other task ran between the commit and the return
+    await journal.aclose()

@@ -10,7 +10,9 @@ server, never a row another live handle holds, even if the lock were bypassed.
 
 WAL mode with ``synchronous=NORMAL``: a committed write survives the process being killed;
 ``durable=True`` (``FULL``) also survives power loss, at a cost per write. All access goes
-through one worker thread at a time (one connection, in order).
+through one worker thread at a time (one connection, in order), but one: ``mark_on_wire``,
+awaited with the create's connection ready and its first byte next, commits on the event loop's
+own thread (a WAL append, no fsync), so nothing runs between its commit and the send.
 """
 
 from __future__ import annotations
@@ -163,12 +165,19 @@ class SQLiteJournal:
         return await self._transaction(claim)
 
     async def mark_on_wire(self, key: str) -> None:
-        await self._move(key, "claimed", "sending")
+        # The caller sends the create's first byte as soon as this returns, without yielding to
+        # the event loop: committing here, on the loop's thread, leaves nothing between the
+        # commit and that byte (a worker thread would add the hop back to the loop, where every
+        # ready task runs first). A WAL commit without fsync is a short write; with
+        # ``durable=True`` (an fsync per commit) it stays in the worker thread.
+        await self._move(key, "claimed", "sending", here=not self._durable)
 
     async def release(self, key: str) -> None:
         await self._move(key, "sending", "claimed", strict=False)
 
-    async def _move(self, key: str, before: State, after: State, *, strict: bool = True) -> None:
+    async def _move(
+        self, key: str, before: State, after: State, *, strict: bool = True, here: bool = False
+    ) -> None:
         def move(conn: sqlite3.Connection) -> None:
             changed = conn.execute(
                 "UPDATE requests SET state=?, updated=? WHERE key=? AND state=? AND owner=?",
@@ -180,7 +189,7 @@ class SQLiteJournal:
                     "its create is not sent"
                 )
 
-        await self._transaction(move)
+        await self._transaction(move, here=here)
 
     async def record(self, key: str, state: State, **fields: Any) -> None:
         check_record(state, fields)
@@ -212,8 +221,9 @@ class SQLiteJournal:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    async def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """``fn`` inside ``BEGIN IMMEDIATE``: its read and its write are one atomic step."""
+    async def _transaction(self, fn: Callable[[sqlite3.Connection], T], *, here: bool = False) -> T:
+        """``fn`` inside ``BEGIN IMMEDIATE``: its read and its write are one atomic step
+        (``here``: on the calling thread, see ``_run``)."""
 
         def run(conn: sqlite3.Connection) -> T:
             conn.execute("BEGIN IMMEDIATE")
@@ -225,9 +235,9 @@ class SQLiteJournal:
             conn.execute("COMMIT")
             return result
 
-        return await self._run_conn(run)
+        return await self._run_conn(run, here=here)
 
-    async def _run_conn(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _run_conn(self, fn: Callable[[sqlite3.Connection], T], *, here: bool = False) -> T:
         def call() -> T:
             assert self._conn is not None
             try:
@@ -235,14 +245,19 @@ class SQLiteJournal:
             except sqlite3.Error as exc:
                 raise JournalError(f"journal {str(self.path)!r}: {exc}") from None
 
-        return await self._run(call)
+        return await self._run(call, here=here)
 
-    async def _run(self, fn: Callable[[], T]) -> T:
+    async def _run(self, fn: Callable[[], T], *, here: bool = False) -> T:
+        """``fn`` with the connection to itself: in a worker thread, or (``here``) on the
+        calling thread once no worker holds it, returning without a checkpoint after ``fn``."""
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(1)  # one connection, one writer, in order
         if self._conn is None:
             await anyio.to_thread.run_sync(self._open, limiter=self._limiter)
-        return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
+        if not here:
+            return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
+        async with self._limiter:  # releasing it does not yield: fn's return is the last step
+            return fn()
 
 
 class SQLiteBatchReader:
