@@ -114,6 +114,39 @@ def test_an_offline_batch_stopped_with_ctrl_c_resumes_without_creating_again(
     assert f"{len(prompts) - first} created now" in rerun.stderr
 
 
+@posix_only
+def test_a_batch_stopped_with_ctrl_c_keeps_what_its_schedule_learned(tmp_path: Path) -> None:
+    """The poll-state file was written only when a batch completed: an interrupted one lost
+    what it had learned. Now it is saved on the way out (and every 30 s while running)."""
+    from gptunnel_async.cli._batch import POLL_STATE_NAME
+
+    source, _ = _prompts(tmp_path, 30)
+    out = tmp_path / "out"
+    command = _cli(
+        "--offline", "--clock-scale", "40", "batch", str(source), "-o", str(out),
+        "--max-pending", "4", "--no-progress",
+    )  # fmt: skip
+    manifest, state = out / "manifest.jsonl", out / POLL_STATE_NAME
+
+    def finished() -> int:
+        return len(manifest.read_text().splitlines()) if manifest.exists() else 0
+
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
+    ) as proc:
+        try:
+            _wait_for(lambda: finished() >= 3, proc, "three results")
+            assert not state.exists()  # nothing saved yet (the first save is 30 s in)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    learned = json.loads(state.read_text())
+    assert sum(m["observed"] for m in learned["models"].values()) >= 3
+
+
 def test_a_batch_on_a_journal_in_use_is_refused_before_it_touches_the_manifest(
     tmp_path: Path,
 ) -> None:

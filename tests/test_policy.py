@@ -15,7 +15,7 @@ import pytest
 
 from gptunnel_async import AdaptivePolicy
 from gptunnel_async._polling.policy import TaskHint, report_running
-from gptunnel_async.poll_state import load_poll_state, save_poll_state
+from gptunnel_async.poll_state import keep_poll_state, load_poll_state, save_poll_state
 
 VIDEO = "glabs-veo-3"  # prior: 60-300 s
 IMAGE = "flux-dev"  # prior: 5-60 s
@@ -238,6 +238,51 @@ def test_an_unwritable_state_file_is_logged_not_raised(
     with caplog.at_level(logging.WARNING, logger="gptunnel_async"):
         assert save_poll_state(learned_policy(), tmp_path / "missing-dir" / "s.json") is False
     assert "not saved" in caplog.text
+
+
+def test_a_long_run_keeps_its_poll_state_current_and_writes_only_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``keep_poll_state`` (what a killed batch relies on): a write once the state changed,
+    none while it does not, however many intervals pass."""
+    import anyio
+    import anyio.from_thread
+
+    from gptunnel_async import poll_state
+
+    path = tmp_path / "state.json"
+    policy = learned_policy()
+    writes: list[str] = []
+    written: list[anyio.Event] = []  # set by each write (from its thread)
+    real_write = poll_state._write_state
+
+    def write(text: str, file: Path) -> bool:
+        writes.append(text)
+        anyio.from_thread.run_sync(written[min(len(writes), 3) - 1].set)
+        return real_write(text, file)
+
+    monkeypatch.setattr(poll_state, "_write_state", write)
+
+    async def scenario() -> None:
+        nonlocal written
+        written = [anyio.Event(), anyio.Event(), anyio.Event()]
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(keep_poll_state, policy, path, 0.01)
+                await written[0].wait()
+                await anyio.sleep(0.1)  # ten intervals, nothing learned
+                batch(policy, IMAGE, log_uniform(random.Random(5), 2, 8))
+                await written[1].wait()
+                await anyio.sleep(0.1)
+                tg.cancel_scope.cancel()
+
+    anyio.run(scenario)
+    assert len(writes) == 2
+    assert json.loads(writes[0]) != json.loads(writes[1])
+    assert json.loads(path.read_text()) == policy.export_state()
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temporary left over
+    with pytest.raises(ValueError, match="interval"):
+        anyio.run(keep_poll_state, policy, path, 0)
 
 
 def test_the_cli_batch_keeps_the_learned_state_beside_its_journal(

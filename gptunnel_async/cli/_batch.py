@@ -124,7 +124,7 @@ async def _run(
     store: Journal | None,
     manifest: Manifest,
 ) -> BatchSummary:
-    from ..poll_state import load_poll_state, save_poll_state
+    from ..poll_state import keep_poll_state, load_poll_state, save_poll_state
     from ..poller import generate_many
 
     requests = read_requests(opts.source, opts.fmt, opts.defaults)
@@ -138,31 +138,35 @@ async def _run(
     policy = opts.poller.policy or client.poll_policy
     if poll_state is not None:  # the next run starts from what this one learned
         load_poll_state(policy, poll_state)
-    with BatchProgress(total, enabled=opts.progress) as bar:
-        async with (
-            generate_many(
-                client,
-                requests,
-                opts.poller,
-                max_pending=opts.max_pending,
-                journal=store,
-                download_to=opts.out,
-            ) as run,
-            anyio.create_task_group() as tg,
-        ):
-            tg.start_soon(_refresh, run, bar, summary)
-            async for result in run:
-                manifest.write(_line(result, opts.out))
-                if result.error is not None and len(summary.first_failures) < FIRST_FAILURES:
-                    summary.first_failures.append((result.index, describe(result.error)))
-                summary.done += 1
-                summary.ok += result.ok
-                summary.failed += not result.ok
-                _show(bar, summary, run, run.poller.pending)
-            tg.cancel_scope.cancel()
-            _show(bar, summary, run, 0)
-    if poll_state is not None:
-        save_poll_state(policy, poll_state)
+    try:
+        with BatchProgress(total, enabled=opts.progress) as bar:
+            async with (
+                generate_many(
+                    client,
+                    requests,
+                    opts.poller,
+                    max_pending=opts.max_pending,
+                    journal=store,
+                    download_to=opts.out,
+                ) as run,
+                anyio.create_task_group() as tg,
+            ):
+                tg.start_soon(_refresh, run, bar, summary)
+                if poll_state is not None:  # kept current: a kill loses at most an interval
+                    tg.start_soon(keep_poll_state, policy, poll_state)
+                async for result in run:
+                    manifest.write(_line(result, opts.out))
+                    if result.error is not None and len(summary.first_failures) < FIRST_FAILURES:
+                        summary.first_failures.append((result.index, describe(result.error)))
+                    summary.done += 1
+                    summary.ok += result.ok
+                    summary.failed += not result.ok
+                    _show(bar, summary, run, run.poller.pending)
+                tg.cancel_scope.cancel()
+                _show(bar, summary, run, 0)
+    finally:  # finished, interrupted or failed: keep what was learned
+        if poll_state is not None:
+            save_poll_state(policy, poll_state)
     return summary
 
 
