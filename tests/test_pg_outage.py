@@ -139,6 +139,65 @@ async def test_creates_wait_for_a_lost_journal_outside_the_gate_and_polls_go_on(
 
 
 @pytest.mark.anyio
+async def test_a_create_that_finds_the_journal_gone_at_its_write_ahead_gives_its_slot_back(
+    pg_server: str, pg_dsn: str, pg_schema: str
+) -> None:
+    """One slot for creates and polls together; a create worker holds its claim until the
+    database is cut off, so it finds the loss inside the gate, at its write-ahead. It gives
+    the slot back and waits outside (waiting inside, it would stop every poll)."""
+    from gptunnel_async.stores.postgres import PostgresJournal
+
+    held, cut = anyio.Event(), anyio.Event()
+    hold = {"next": False}
+
+    class HeldAfterClaim(PostgresJournal):
+        async def claim(self, key: str, index: int, body: Any) -> Any:
+            claim = await super().claim(key, index, body)
+            if hold["next"]:
+                hold["next"] = False
+                held.set()
+                await cut.wait()
+            return claim
+
+    n = 6
+    emu = Emulator(EmulatorConfig(time_scale=SCALE, durations={MODEL: DurationDist(20.0, 40.0)}))
+    journal = HeldAfterClaim(pg_dsn, "outage-5", schema=pg_schema, outage_timeout=60)
+    await journal.acquire()
+    during: dict[str, int] = {}
+    try:
+        async with (
+            serve(emu) as server,
+            _client(server.url) as client,
+            generate_many(
+                client, _requests(n), PollerOptions(max_concurrency=1), journal=journal
+            ) as run,
+            anyio.create_task_group() as tg,
+        ):
+
+            async def outage() -> None:
+                await _until(lambda: run.progress.created >= 2)
+                hold["next"] = True
+                await held.wait()  # a create has its claim, and goes for the gate next
+                async with _cut_off(pg_server, pg_dsn):
+                    cut.set()
+                    await anyio.sleep(0.5)
+                    creates, polls = emu.counters.creates_total, _polls(emu)
+                    await anyio.sleep(2.0)
+                    during["creates"] = emu.counters.creates_total - creates
+                    during["polls"] = _polls(emu) - polls
+
+            tg.start_soon(outage)
+            async for r in run:
+                assert r.ok, r.error
+    finally:
+        await journal.aclose()
+    assert during["creates"] == 0
+    assert during["polls"] >= 2  # the one slot was not held by the waiting create
+    assert set(emu.counters.creates_by_prompt.values()) == {1}
+    assert len(emu.counters.creates_by_prompt) == n
+
+
+@pytest.mark.anyio
 async def test_a_journal_not_back_in_time_ends_the_run_with_one_typed_error(
     pg_server: str, pg_dsn: str, pg_schema: str
 ) -> None:
