@@ -36,7 +36,8 @@ pid the journal names; the workers' own manifests together list every request on
 
     python benchmarks/bench_pg_batch.py [--quick] [--tasks 2000] [--rps 30] [--dsn URL]
 
-``--quick``: 200 tasks (~2 min). The DSN (default ``GPTUNNEL_BENCH_POSTGRES_DSN`` or
+``--quick``: 200 tasks (~2 min), a smoke run: its ratios mean nothing (process start and the
+last tasks' 3-6 s dominate it). The DSN (default ``GPTUNNEL_BENCH_POSTGRES_DSN`` or
 ``postgresql://postgres@127.0.0.1:5432/postgres``) is a server where a database can be created:
 the run makes its own and drops it.
 """
