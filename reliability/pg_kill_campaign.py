@@ -85,6 +85,7 @@ class Settings:
     timeout: float = 1800.0  # the whole run (a loaded 2-core machine is slow)
     outage_after: float | None = 0.35  # share of the batch saved when the database goes away
     outage_seconds: float = 3.0
+    bursts: bool = True  # 429 bursts about every second (each pauses a worker's whole gate)
     dsn: str = field(default_factory=lambda: os.environ.get(DSN_ENV) or DEFAULT_DSN)
     faults: dict[str, Any] = field(
         default_factory=lambda: {
@@ -709,12 +710,14 @@ def campaign(s: Settings, work: Path) -> tuple[str, bool, dict[str, Any]]:
         emu.control("faults", **s.faults)
         stop = threading.Event()
         bursts = threading.Thread(target=_bursts, args=(emu, random.Random(s.seed + 1), stop))
-        bursts.start()
+        if s.bursts:
+            bursts.start()
         try:
             workers, kills, outage, in_time = run_workers(s, work, emu.url, dsn, db, batch, rng)
         finally:
             stop.set()
-            bursts.join()
+            if s.bursts:
+                bursts.join()
         wall = time.monotonic() - started
         emu_data = {
             "counters": emu.control("counters"),
@@ -753,6 +756,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--dsn", default=None, help=f"a server (default: ${DSN_ENV} or local)")
     p.add_argument("--no-outage", action="store_true", help="no database outage mid-run")
+    p.add_argument("--no-bursts", action="store_true", help="no 429 bursts (5xx and drops stay)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     s = quick_settings() if args.quick else Settings()
@@ -763,6 +767,8 @@ def main(argv: list[str] | None = None) -> int:
         s.dsn = args.dsn
     if args.no_outage:
         s.outage_after = None
+    if args.no_bursts:
+        s.bursts = False
     with tempfile.TemporaryDirectory(prefix="gptunnel-pgkill-") as tmp:
         report, ok, figures = campaign(s, Path(tmp))
     print(report)
