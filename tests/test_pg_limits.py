@@ -8,6 +8,7 @@ makes them easier to meet, never harder.
 
 from __future__ import annotations
 
+import sys
 import time
 
 import anyio
@@ -88,6 +89,32 @@ async def test_unreachable_database_is_a_clear_error_before_anything(pg_schema: 
     assert "127.0.0.1:1/nowhere" in message
     assert "pw-never-shown" not in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("store", ["limits", "journal"])
+async def test_a_missing_driver_is_a_clear_error_before_anything(
+    store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the ``postgres`` extra both stores say how to install it, in one line."""
+    from gptunnel_async.stores.postgres import PostgresJournal
+
+    for name in [m for m in sys.modules if m == "psycopg" or m.startswith("psycopg.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # makes ``import psycopg`` fail
+    dsn = "postgresql://postgres:pw-never-shown@127.0.0.1:5432/somedb"
+
+    async def open_store() -> None:
+        if store == "limits":
+            async with SharedGate(SharedLimits(dsn), "k" * 32):
+                pytest.fail("entered a gate without a driver")
+        else:
+            await PostgresJournal(dsn, "b").acquire()
+
+    with pytest.raises(CoordinatorUnavailableError) as info:
+        await open_store()
+    message = str(info.value)
+    assert "gptunnel-async[postgres]" in message and "127.0.0.1:5432/somedb" in message
+    assert "pw-never-shown" not in message and "\n" not in message
 
 
 async def test_concurrency_bound_holds_across_gates(pg_dsn: str, pg_schema: str) -> None:

@@ -49,11 +49,28 @@ def describe_dsn(dsn: str) -> str:
         from psycopg.conninfo import conninfo_to_dict
 
         parts = conninfo_to_dict(dsn)
+    except ImportError:  # the optional driver is missing: a URL still names its server
+        parts = _url_parts(dsn)
+        if parts is None:
+            return "<unparsable DSN>"
     except Exception:
         return "<unparsable DSN>"
     host = str(parts.get("host") or "localhost")
     port = str(parts.get("port") or 5432)
     return f"{host}:{port}/{parts.get('dbname') or parts.get('user') or '?'}"
+
+
+def _url_parts(dsn: str) -> dict[str, Any] | None:
+    """Host, port and database of a ``postgresql://`` URL, without the driver's parser."""
+    from urllib.parse import urlsplit
+
+    try:
+        url = urlsplit(dsn)
+        if url.scheme not in ("postgres", "postgresql"):
+            return None
+        return {"host": url.hostname, "port": url.port, "dbname": url.path.lstrip("/")}
+    except ValueError:
+        return None
 
 
 #: Bumped whenever the tables or functions below change; a database at another version is
@@ -285,9 +302,17 @@ class Grant:
     start_at: float  # the first granted start, on that clock
 
 
-def connect(dsn: str, application_name: str) -> Any:
-    import psycopg
+#: Why nothing can be coordinated when the optional driver is missing, and the fix.
+NO_DRIVER = "the PostgreSQL driver is not installed: pip install 'gptunnel-async[postgres]'"
 
+
+def connect(dsn: str, application_name: str) -> Any:
+    """A new autocommit connection, or ``DatabaseUnavailable`` in one line (the driver
+    missing included: it is an optional extra, and every first contact comes through here)."""
+    try:
+        import psycopg
+    except ImportError:
+        raise DatabaseUnavailable(NO_DRIVER) from None
     try:
         return psycopg.connect(
             dsn,
