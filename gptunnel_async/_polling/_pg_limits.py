@@ -45,15 +45,16 @@ def check_schema(name: str) -> str:
 
 def describe_dsn(dsn: str) -> str:
     """``host:port/dbname`` of a DSN, for messages: never its password."""
+    parts: dict[str, Any] | None
     try:
         from psycopg.conninfo import conninfo_to_dict
 
-        parts = conninfo_to_dict(dsn)
+        parts = dict(conninfo_to_dict(dsn))
     except ImportError:  # the optional driver is missing: a URL still names its server
         parts = _url_parts(dsn)
-        if parts is None:
-            return "<unparsable DSN>"
     except Exception:
+        parts = None
+    if parts is None:
         return "<unparsable DSN>"
     host = str(parts.get("host") or "localhost")
     port = str(parts.get("port") or 5432)
