@@ -13,7 +13,7 @@ import pytest
 
 from gptunnel_async import AdaptivePolicy, AsyncGPTunnel
 from gptunnel_async._errors import JournalError
-from gptunnel_async.poller import PollerOptions, generate_many
+from gptunnel_async.poller import BatchRun, PollerOptions, generate_many
 from gptunnel_async.testing import DurationDist, Emulator, EmulatorConfig, serve
 
 pytestmark = pytest.mark.anyio
@@ -83,6 +83,7 @@ async def test_a_run_that_dies_leaves_its_work_to_the_others(pg_dsn: str, pg_sch
         await first.acquire()
         await second.acquire()
         survived: list[int] = []
+        survivors: list[BatchRun] = []
         try:
             async with (
                 _client(url) as client_a,
@@ -103,6 +104,7 @@ async def test_a_run_that_dies_leaves_its_work_to_the_others(pg_dsn: str, pg_sch
                 async def survivor() -> None:
                     await first_in.wait()
                     async with generate_many(client_b, _requests(n), journal=second) as run:
+                        survivors.append(run)
                         async for r in run:
                             assert r.ok, r.error
                             survived.append(r.index)  # type: ignore[arg-type]
@@ -112,7 +114,9 @@ async def test_a_run_that_dies_leaves_its_work_to_the_others(pg_dsn: str, pg_sch
                 tg.start_soon(doomed)
                 tg.start_soon(survivor)
                 await first_in.wait()
-                await anyio.sleep(0.5)  # the survivor has read its input: all elsewhere
+                with anyio.fail_after(30):  # the survivor has read its input: all elsewhere
+                    while not survivors or survivors[0].progress.elsewhere < n:  # noqa: ASYNC110
+                        await anyio.sleep(0.02)
                 doom.cancel()  # the first run dies with every task in flight ...
                 await first.aclose()  # ... and its session (with its lock) ends
                 with anyio.fail_after(30):
