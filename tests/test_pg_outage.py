@@ -302,14 +302,23 @@ async def test_rows_taken_over_while_cut_off_are_neither_sent_nor_written(
             await cut_off.mark_on_wire("created")
             await cut_off.record("created", "created", task_id="t-created")
             await cut_off.mark_on_wire("on-wire")  # ... and its answer comes during the cut
+            # a task id written just before the cut, whose answer the cut lost: written again
+            assert (await cut_off.claim("answered", 3, body)).won
+            await cut_off.mark_on_wire("answered")
+            await cut_off.record("answered", "created", task_id="t-answered")
             relay.drop_all()
             await live.acquire()
             with anyio.fail_after(10):  # PostgreSQL ends the cut sessions: their lock is free
-                while len(taken := await live.take_over()) < 3:
+                while len(taken := await live.take_over()) < 4:
                     assert not taken
                     await anyio.sleep(0.05)
             states = {record.key: record.state for record, _ in taken}
-            assert states == {"claimed": "claimed", "created": "created", "on-wire": "sending"}
+            assert states == {
+                "claimed": "claimed",
+                "created": "created",
+                "on-wire": "sending",
+                "answered": "created",
+            }
 
             with anyio.fail_after(1), pytest.raises(JournalAwayError):  # never waits (gate)
                 await cut_off.mark_on_wire("claimed")
@@ -320,6 +329,8 @@ async def test_rows_taken_over_while_cut_off_are_neither_sent_nor_written(
                 await cut_off.mark_on_wire("claimed")
             with pytest.raises(JournalTakenOverError):  # the live run polls and reports it
                 await cut_off.record("created", "done", url="https://x/y.png")
+            with pytest.raises(JournalTakenOverError):  # its task id is there: polled there
+                await cut_off.record("answered", "created", task_id="t-answered")
             # a create that was on the wire: its task id is kept (the live run can only call
             # it unknown, never send it again), and the row is this run's again
             await live.record("on-wire", "unknown", error="the run was stopped")

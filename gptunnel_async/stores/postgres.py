@@ -389,17 +389,20 @@ class PostgresJournal:
             f" WHERE batch = %s AND key = %s AND {mine}"
         )
         args = (state, self.owner, *fields.values(), self.batch, key, *mine_args)
-        owner_sql = f"SELECT owner FROM {s}.journal WHERE batch = %s AND key = %s"
+        owner_sql = f"SELECT owner, task_id FROM {s}.journal WHERE batch = %s AND key = %s"
 
         def write(c: Any) -> Any:
             if c.execute(sql, args).rowcount == 1:
                 return None
-            return c.execute(owner_sql, (self.batch, key)).fetchone() or (None,)
+            return c.execute(owner_sql, (self.batch, key)).fetchone() or (None, None)
 
         why = await self._query(write)
         if why is None:
             return
-        if why[0] is not None and why[0] != self.owner and not take_back:
+        # The task id is already there when this write was made before the connection was
+        # lost (only its answer was): a run that took the row over since polls that task.
+        kept = take_back and why[1] is not None and why[1] == fields["task_id"]
+        if why[0] is not None and why[0] != self.owner and (kept or not take_back):
             raise JournalTakenOverError(
                 f"journal {self.where}: request {key} was taken over by {why[0]} while this "
                 "run was cut off; its outcome is that run's to report"
