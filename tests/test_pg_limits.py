@@ -14,6 +14,7 @@ import time
 import anyio
 import httpx
 import pytest
+from pg_relay import relayed
 
 from gptunnel_async import AsyncGPTunnel, Poller, PollerOptions
 from gptunnel_async._errors import InvalidInputError
@@ -362,58 +363,11 @@ async def test_a_client_with_limits_must_be_entered(pg_dsn: str, pg_schema: str)
     await client.aclose()
 
 
-class _Relay:
-    """A TCP relay to the PostgreSQL server that a test can cut (every connection dropped, new
-    ones closed at once, as when the server or the network goes away) and restore."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.cut = False
-        self._scopes: list[anyio.CancelScope] = []
-
-    async def serve(self, listener: anyio.abc.SocketListener) -> None:
-        await listener.serve(self._relay)
-
-    async def _relay(self, client: anyio.abc.SocketStream) -> None:
-        async with client:
-            if self.cut:
-                return
-            with anyio.CancelScope() as scope:
-                self._scopes.append(scope)
-                async with await anyio.connect_tcp(*self.target) as server:
-
-                    async def pump(a: anyio.abc.SocketStream, b: anyio.abc.SocketStream) -> None:
-                        try:
-                            async for data in a:
-                                await b.send(data)
-                        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                            pass
-                        scope.cancel()
-
-                    async with anyio.create_task_group() as tg:
-                        tg.start_soon(pump, client, server)
-                        tg.start_soon(pump, server, client)
-
-    def drop_all(self) -> None:
-        self.cut = True
-        for scope in self._scopes:
-            scope.cancel()
-        self._scopes.clear()
-
-
 async def test_database_lost_mid_run_holds_creates_and_lets_polls_go_on(
     pg_dsn: str, pg_schema: str
 ) -> None:
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    params = conninfo_to_dict(pg_dsn)
-    relay = _Relay(str(params.get("host") or "127.0.0.1"), int(params.get("port") or 5432))
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    via_relay = make_conninfo(**{**params, "host": "127.0.0.1", "port": str(port)})
-    limits = _limits(via_relay, pg_schema, max_concurrency=4, outage_timeout=60)
-    async with listener, anyio.create_task_group() as tg:
-        tg.start_soon(relay.serve, listener)
+    async with relayed(pg_dsn) as (relay, via_relay):
+        limits = _limits(via_relay, pg_schema, max_concurrency=4, outage_timeout=60)
         async with SharedGate(limits, "o" * 32) as gate:
             async with gate.slot(RequestKind.CREATE):
                 pass
@@ -430,36 +384,26 @@ async def test_database_lost_mid_run_holds_creates_and_lets_polls_go_on(
             with anyio.fail_after(20):
                 async with gate.slot(RequestKind.CREATE):
                     pass
-        tg.cancel_scope.cancel()
 
 
 async def test_a_429_while_the_database_is_away_is_recorded_with_what_is_left_of_it(
     pg_dsn: str, pg_schema: str
 ) -> None:
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    params = conninfo_to_dict(pg_dsn)
-    relay = _Relay(str(params.get("host") or "127.0.0.1"), int(params.get("port") or 5432))
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    via_relay = make_conninfo(**{**params, "host": "127.0.0.1", "port": str(port)})
-    async with listener, anyio.create_task_group() as tg:
-        tg.start_soon(relay.serve, listener)
-        async with (
-            SharedGate(_limits(via_relay, pg_schema), "w" * 32) as away,
-            SharedGate(_limits(pg_dsn, pg_schema), "w" * 32) as other,
-        ):
-            relay.drop_all()  # PostgreSQL is gone for `away`
-            away.rate_limited(3.0)
-            await anyio.sleep(1.0)
-            assert other.paused_until <= anyio.current_time()  # nobody could be told
-            relay.cut = False  # it is back
-            with anyio.fail_after(10):
-                while other.paused_until <= anyio.current_time():  # noqa: ASYNC110
-                    await anyio.sleep(0.01)
-            left = other.paused_until - anyio.current_time()
-            assert 0 < left <= 2.05  # what was left of the 3 s, not 3 s from now
-            with anyio.fail_after(10):  # (announced first, then recorded)
-                while away.coordinator.pause_reports < 1:  # noqa: ASYNC110
-                    await anyio.sleep(0.01)
-        tg.cancel_scope.cancel()
+    async with (
+        relayed(pg_dsn) as (relay, via_relay),
+        SharedGate(_limits(via_relay, pg_schema), "w" * 32) as away,
+        SharedGate(_limits(pg_dsn, pg_schema), "w" * 32) as other,
+    ):
+        relay.drop_all()  # PostgreSQL is gone for `away`
+        away.rate_limited(3.0)
+        await anyio.sleep(1.0)
+        assert other.paused_until <= anyio.current_time()  # nobody could be told
+        relay.cut = False  # it is back
+        with anyio.fail_after(10):
+            while other.paused_until <= anyio.current_time():  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        left = other.paused_until - anyio.current_time()
+        assert 0 < left <= 2.05  # what was left of the 3 s, not 3 s from now
+        with anyio.fail_after(10):  # (announced first, then recorded)
+            while away.coordinator.pause_reports < 1:  # noqa: ASYNC110
+                await anyio.sleep(0.01)

@@ -23,6 +23,7 @@ from typing import Any
 
 import anyio
 import pytest
+from pg_relay import relayed
 
 from gptunnel_async import AdaptivePolicy, AsyncGPTunnel
 from gptunnel_async._errors import (
@@ -235,56 +236,6 @@ async def test_a_journal_not_back_in_time_ends_the_run_with_one_typed_error(
     assert set(emu.counters.creates_by_prompt.values()) == {1}
 
 
-class _Relay:
-    """A TCP relay to PostgreSQL for one run's journal, which the test cuts (every connection
-    dropped, new ones refused: the run alone is cut off) and restores."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.cut = False
-        self._scopes: list[anyio.CancelScope] = []
-
-    async def _relay(self, client: anyio.abc.SocketStream) -> None:
-        async with client:
-            if self.cut:
-                return
-            with anyio.CancelScope() as scope:
-                self._scopes.append(scope)
-                async with await anyio.connect_tcp(*self.target) as server:
-
-                    async def pump(a: anyio.abc.SocketStream, b: anyio.abc.SocketStream) -> None:
-                        try:
-                            async for data in a:
-                                await b.send(data)
-                        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                            pass
-                        scope.cancel()
-
-                    async with anyio.create_task_group() as tg:
-                        tg.start_soon(pump, client, server)
-                        tg.start_soon(pump, server, client)
-
-    def drop_all(self) -> None:
-        self.cut = True
-        for scope in self._scopes:
-            scope.cancel()
-        self._scopes.clear()
-
-
-@asynccontextmanager
-async def _relayed(pg_dsn: str) -> AsyncIterator[tuple[_Relay, str]]:
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    params = conninfo_to_dict(pg_dsn)
-    relay = _Relay(str(params.get("host") or "127.0.0.1"), int(params.get("port") or 5432))
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    async with listener, anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, relay._relay)
-        yield relay, make_conninfo(**{**params, "host": "127.0.0.1", "port": str(port)})
-        tg.cancel_scope.cancel()
-
-
 @pytest.mark.anyio
 async def test_rows_taken_over_while_cut_off_are_neither_sent_nor_written(
     pg_dsn: str, pg_schema: str
@@ -292,7 +243,7 @@ async def test_rows_taken_over_while_cut_off_are_neither_sent_nor_written(
     from gptunnel_async.stores.postgres import PostgresJournal
 
     body = {"model": MODEL, "prompt": "p"}
-    async with _relayed(pg_dsn) as (relay, via_relay):
+    async with relayed(pg_dsn) as (relay, via_relay):
         cut_off = PostgresJournal(via_relay, "outage-3", schema=pg_schema, outage_timeout=30)
         live = PostgresJournal(pg_dsn, "outage-3", schema=pg_schema)
         await cut_off.acquire()
@@ -359,7 +310,7 @@ async def test_a_batch_cut_off_while_another_run_takes_it_over_sends_each_reques
     n = 24
     emu = Emulator(EmulatorConfig(time_scale=SCALE, durations={MODEL: DurationDist(40.0, 60.0)}))
     results: dict[str, list[int]] = {"a": [], "b": []}
-    async with _relayed(pg_dsn) as (relay, via_relay), serve(emu) as server:
+    async with relayed(pg_dsn) as (relay, via_relay), serve(emu) as server:
         a = PostgresJournal(via_relay, "outage-4", schema=pg_schema, outage_timeout=60)
         b = PostgresJournal(pg_dsn, "outage-4", schema=pg_schema)
         await a.acquire()
