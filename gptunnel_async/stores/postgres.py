@@ -209,8 +209,8 @@ class PostgresJournal:
         self.batch: str = check_batch(batch)
         self.schema: str = check_schema(schema)
         self.owner: str = new_owner_id()
-        self.outage_timeout = float(outage_timeout)
-        self.outages = 0  # connections lost and made again (for tests and monitoring)
+        self.outage_timeout: float = float(outage_timeout)
+        self.outages: int = 0  # connections lost and made again (for tests and monitoring)
         self._conn: Any = None
         self._life: Any = None
         self._limiter: anyio.CapacityLimiter | None = None
