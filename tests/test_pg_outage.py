@@ -149,15 +149,16 @@ async def test_a_create_that_finds_the_journal_gone_at_its_write_ahead_gives_its
     from gptunnel_async.stores.postgres import PostgresJournal
 
     held, cut = anyio.Event(), anyio.Event()
-    hold = {"next": False}
 
     class HeldAfterClaim(PostgresJournal):
         async def claim(self, key: str, index: int, body: Any) -> Any:
             claim = await super().claim(key, index, body)
-            if hold["next"]:
-                hold["next"] = False
+            # the first claim after two others: decided by the claim itself, not by racing
+            # the run's progress (the feeder may have claimed every row by then)
+            if index >= 2 and not held.is_set():
                 held.set()
-                await cut.wait()
+                with anyio.fail_after(30):
+                    await cut.wait()
             return claim
 
     n = 6
@@ -176,9 +177,9 @@ async def test_a_create_that_finds_the_journal_gone_at_its_write_ahead_gives_its
         ):
 
             async def outage() -> None:
+                with anyio.fail_after(30):
+                    await held.wait()  # a create has its claim, and goes for the gate next
                 await _until(lambda: run.progress.created >= 2)
-                hold["next"] = True
-                await held.wait()  # a create has its claim, and goes for the gate next
                 async with _cut_off(pg_server, pg_dsn):
                     cut.set()
                     await anyio.sleep(0.5)
