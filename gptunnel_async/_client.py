@@ -484,13 +484,15 @@ class AsyncGPTunnel:
             except _Retryable as retryable:
                 status = retryable.error.status_code
                 op.attempt(attempt, "retry", status=status, elapsed=time.perf_counter() - started)
-                if write_ahead is not None:  # only "certainly not processed" is retryable here
-                    await write_ahead.not_sent()
                 rate_limited = retryable.error.status_code == 429
                 if rate_limited:
                     self.telemetry.rate_limited(retryable.retry_after)
                 if gate is not None and rate_limited:
+                    # before any await: every request behind the gate must see the pause
+                    # before it can pass (a journal write first let creates through meanwhile)
                     gate.rate_limited(retryable.retry_after)
+                if write_ahead is not None:  # only "certainly not processed" is retryable here
+                    await write_ahead.not_sent()
                 if retries_left <= 0:
                     raise retryable.error from None
                 retries_left -= 1
@@ -674,11 +676,15 @@ class _SendTrace:
         self.write_ahead = write_ahead
 
     async def __call__(self, event: str, info: object) -> None:
-        if self.slot is not None:
-            await self.slot.trace(event, info)
         if self.write_ahead is not None and event.endswith("send_request_headers.started"):
             write_ahead, self.write_ahead = self.write_ahead, None  # once per attempt
             await write_ahead.on_wire()
+        # The gate's look for a 429 pause comes last, after the journal's write (which may
+        # queue behind other writes): nothing that can wait lies between it and the first byte.
+        # Paused here, the create was journaled as on the wire and was not sent: the request
+        # path gives its row back (``not_sent``) before it goes through the gate again.
+        if self.slot is not None:
+            await self.slot.trace(event, info)
 
 
 class _Retryable(Exception):

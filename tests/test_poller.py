@@ -10,6 +10,7 @@ import math
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
 import pytest
@@ -290,6 +291,49 @@ async def test_generate_many_streams_requests_and_yields_each_exactly_once() -> 
     assert all(r.id is None for r in failures)
     assert emu.counters.creates_total == 31
     assert set(emu.counters.creates_by_prompt.values()) == {1}
+
+
+@pytest.mark.parametrize("slow", ["release", "mark_on_wire"])
+async def test_a_429_pauses_journaled_creates_however_long_their_journal_writes_take(
+    tmp_path: Path, slow: str
+) -> None:
+    """A journal write (a thread hop, a database round trip, a queue behind other writes) may
+    take long, and a 429 may come meanwhile. The pause begins the moment a 429 is read, not
+    after its create's row is given back (``release``); and the gate's last look for a pause
+    comes after a create's ``sending`` write (``mark_on_wire``), right before its first byte.
+    In either order the other way round, creates were sent inside the Retry-After window."""
+    from gptunnel_async.stores import SQLiteJournal
+
+    marked: list[str] = []
+
+    class SlowJournal(SQLiteJournal):
+        async def release(self, key: str) -> None:
+            if slow == "release":
+                await anyio.sleep(0.3)
+            await super().release(key)
+
+        async def mark_on_wire(self, key: str) -> None:
+            marked.append(key)
+            if slow == "mark_on_wire" and len(marked) > 1:  # the first one (the 429) goes at once
+                await anyio.sleep(0.2)
+            await super().mark_on_wire(key)
+
+    n = 24
+    async with running() as (emu, client):
+        emu.faults.script("POST /v1/media/create", [(429, {"Retry-After": "1"})])
+        reqs = [{"model": IMAGE, "prompt": f"paced {i}"} for i in range(n)]
+        journal = SlowJournal(tmp_path / "journal.sqlite")
+        try:
+            async with generate_many(
+                client, reqs, PollerOptions(max_concurrency=4), journal=journal
+            ) as results:
+                out = [r async for r in results]
+        finally:
+            await journal.aclose()
+    assert all(r.ok for r in out)
+    assert emu.counters.responses_by_status[429] == 1
+    assert emu.counters.retry_after_violations == 0
+    assert emu.counters.creates_by_prompt == Counter({f"paced {i}": 1 for i in range(n)})
 
 
 async def test_generate_many_never_resends_a_create_whose_answer_was_lost() -> None:
