@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -134,3 +135,51 @@ async def test_a_postgresql_journal_needs_a_batch_name(pg_dsn: str) -> None:
         with pytest.raises(JournalError, match="batch"):
             async with generate_many(client, _requests(1), journal=pg_dsn):
                 pass
+
+
+async def test_rows_of_another_input_taken_over_keep_their_own_outcomes(
+    pg_dsn: str, pg_schema: str, tmp_path: Path
+) -> None:
+    """One batch name, two inputs: a run saving files takes over the done rows another
+    input's run left (its indexes 0..n-1, as this run's own). Each outcome is written to the
+    row of the task it came from (it once went by index: a taken-over task's outcome landed on
+    this run's own row, which then refused its create and ended the run)."""
+    from gptunnel_async.stores.postgres import PostgresJournal
+
+    n = 16
+    first = [{"model": MODEL, "prompt": f"first input {i}"} for i in range(n)]
+    second = [{"model": MODEL, "prompt": f"second input {i}"} for i in range(n)]
+    async with running() as (emu, url), _client(url) as client:
+        journal = PostgresJournal(pg_dsn, "two-inputs", schema=pg_schema)
+        await journal.acquire()
+        try:  # no folder: its rows stay "done", work left for a run that saves files
+            async with generate_many(client, first, journal=journal) as batch:
+                assert all([r.ok async for r in batch])
+        finally:
+            await journal.aclose()
+        journal = PostgresJournal(pg_dsn, "two-inputs", schema=pg_schema)
+        await journal.acquire()
+        try:
+            async with generate_many(
+                client, second, PollerOptions(max_concurrency=4), journal=journal,
+                download_to=tmp_path,
+            ) as batch:  # fmt: skip
+                results = [r async for r in batch]
+            rows = await journal.records()
+        finally:
+            await journal.aclose()
+        prompt_of = {
+            r.task_id: emu.task(r.task_id).prompt  # type: ignore[union-attr]
+            for r in rows
+            if r.task_id is not None
+        }
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    assert len(emu.counters.creates_by_prompt) == 2 * n
+    assert set(emu.counters.creates_by_prompt.values()) == {1}
+    assert sorted(r.state for r in rows) == ["saved"] * (2 * n)
+    for result in results:  # each result is its own request's task, saved under its own id
+        assert result.request is not None and result.path is not None
+        assert prompt_of[result.id] == result.request["prompt"]
+        assert result.id in result.path.name
+    for row in rows:  # and each row holds its own task's file
+        assert row.path is not None and row.task_id in row.path

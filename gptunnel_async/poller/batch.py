@@ -212,7 +212,7 @@ async def generate_many(
         try:
             async with poller, anyio.create_task_group() as tg:
                 run = BatchRun(poller, receive)
-                shared = _Shared(client, poller, run.progress, store, {})
+                shared = _Shared(client, poller, run.progress, store)
                 feeder = _Feeder(shared, max_pending, create_retries, files=folder is not None)
                 drain = _Drain(shared, folder, download_concurrency or options.max_concurrency)
                 tg.start_soon(feeder.run, requests, options.max_concurrency)
@@ -239,13 +239,6 @@ class _Shared:
     poller: Poller
     progress: BatchProgress
     journal: Journal | None
-    keys: dict[int, str]  # input index -> journal key, while the request is in flight
-    repolled: set[int] = field(default_factory=set)  # indexes whose task an earlier run made
-    # indexes whose file a run that died began to save: saved in that run's folder (the
-    # same names replace what it may have written), so a task is saved once
-    folders: dict[int, Path] = field(default_factory=dict)
-    # indexes whose task id is being journaled: their outcome is written after it
-    recording: dict[int, anyio.Event] = field(default_factory=dict)
 
 
 class _Stage:
@@ -254,10 +247,6 @@ class _Stage:
         self._poller = shared.poller
         self._progress = shared.progress
         self._journal = shared.journal
-        self._keys = shared.keys
-        self._repolled = shared.repolled
-        self._folders = shared.folders
-        self._recording = shared.recording
 
 
 class _Feeder(_Stage):
@@ -368,7 +357,6 @@ class _Feeder(_Stage):
         journal: it is that run's now (sent, polled and reported there), dropped here."""
         logger.info("request #%d: %s", index, exc)
         self._progress.elsewhere += 1
-        self._keys.pop(index, None)
 
     async def _handle(self, index: int, raw: Any) -> None:
         if isinstance(raw, _TakenOver):
@@ -391,7 +379,6 @@ class _Feeder(_Stage):
                 # this run's sweep took it over from a dead run: its result comes from there
                 self._swept.discard(key)
                 return
-            self._keys[index] = key
             if not claim.won:
                 await self._resume(claim, request, raw, index)
                 return
@@ -430,20 +417,19 @@ class _Feeder(_Stage):
             return None
         self._progress.created += 1
         if self._journal is None or key is None:
-            self._add(task, request.tag, raw, index)
+            self._add(task, _Request(raw, index, request.tag))
             return task
         # Polled at once, even while a lost shared journal keeps its task id waiting (in
         # memory, here); its outcome is written after its task id (the drain waits for this).
-        written = self._recording[index] = anyio.Event()
+        written = anyio.Event()
         try:
-            self._add(task, request.tag, raw, index)
+            self._add(task, _Request(raw, index, request.tag, key, written=written))
             # The client let this create finish even if the run is being cancelled (a create
             # that has left is never abandoned); record its task id before the cancellation
             # lands, so a resumed run polls it instead of reporting an unknown outcome.
             with anyio.CancelScope(shield=True):
                 await self._journal.record(key, "created", task_id=task.id, kind=task.poll_kind)
         finally:
-            del self._recording[index]
             written.set()
         return task
 
@@ -452,7 +438,6 @@ class _Feeder(_Stage):
         was sent, else continue it like any request an earlier run left."""
         self._progress.taken_over += 1
         request = MediaRequest.coerce(taken.body)
-        self._keys[index] = taken.record.key
         if taken.record.state in CLAIMABLE_STATES:
             await self._create(request.body(), taken.record.key, request, taken.body, index)
             return
@@ -464,7 +449,6 @@ class _Feeder(_Stage):
         record = claim.record
         if claim.elsewhere:  # a live run sharing this journal works on it: its result is there
             self._progress.elsewhere += 1
-            self._keys.pop(index, None)
             return
         self._progress.resumed += 1
 
@@ -510,15 +494,17 @@ class _Feeder(_Stage):
             return
         # created, done (file not saved yet) or saved-but-missing: poll the task again
         assert record.task_id is not None
+        folder = None
         if record.state == "done" and record.path and await anyio.Path(record.path).is_dir():
-            self._folders[index] = Path(record.path)  # where its run began to save it
+            folder = Path(record.path)  # where its run began to save it
         self._progress.repolled += 1
-        self._repolled.add(index)
-        self._add(record.task_id, request.tag, raw, index, kind=record.kind)
+        origin = _Request(raw, index, request.tag, record.key, folder=folder, repolled=True)
+        self._add(record.task_id, origin, kind=record.kind)
 
-    def _add(self, task: Any, tag: Any, raw: Any, index: int, kind: str | None = None) -> None:
+    def _add(self, task: Any, origin: _Request, kind: str | None = None) -> None:
+        raw, index, tag = origin.raw, origin.index, origin.tag
         try:
-            self._poller.add(task, kind=kind, tag=_Request(raw, index, tag))
+            self._poller.add(task, kind=kind, tag=origin)
         except PollerClosedError:  # the run's deadline passed while this create was in flight
             task_id = task if isinstance(task, str) else task.id
             error = TaskTimeoutError(
@@ -574,32 +560,29 @@ class _Drain(_Stage):
         async with send, anyio.create_task_group() as tg:
             async for outcome in self._poller:
                 result = _as_batch_result(outcome)
-                if result.from_journal or result.id is None:  # reported as it stood
+                origin = None if isinstance(outcome, BatchResult) else outcome.tag
+                if not isinstance(origin, _Request):  # the feeder's own report, as it stood
                     await self._deliver(send, result)
                     continue
-                key = self._keys.pop(result.index, None) if result.index is not None else None
-                if result.index in self._repolled:  # an earlier run created it
-                    self._repolled.discard(result.index)
+                if origin.repolled:  # an earlier run created it
                     result = replace(result, from_journal=True)
                 if result.error is not None and result.error.status_code == 404:
                     result = replace(result, error=_unknown_task(result))
-                folder = self._folders.pop(result.index, None) if result.index is not None else None
                 if result.ok and self._folder is not None:
                     await self._downloads.acquire()
-                    tg.start_soon(self._save, send, result, key, folder or self._folder)
-                elif await self._record(result, key):
+                    tg.start_soon(self._save, send, result, origin)
+                elif await self._record(result, origin):
                     await self._deliver(send, result)
 
     async def _record(
-        self, result: BatchResult, key: str | None, folder: Path | None = None
+        self, result: BatchResult, origin: _Request, folder: Path | None = None
     ) -> bool:
         """Journal a polled task's outcome; False if the task is not this run's any more
         (taken over while this run was cut off from a shared journal: that run reports it)."""
-        written = self._recording.get(result.index) if result.index is not None else None
-        if written is not None:  # its task id first (a lost shared journal holds it back)
-            await written.wait()
+        if origin.written is not None:  # its task id first (a lost shared journal holds it)
+            await origin.written.wait()
         try:
-            await self._write_outcome(result, key, folder)
+            await self._write_outcome(result, origin.key, folder)
         except JournalTakenOverError as exc:
             logger.info("task %s: %s", result.id, exc)
             self._progress.elsewhere += 1
@@ -625,11 +608,15 @@ class _Drain(_Stage):
         self,
         send: MemoryObjectSendStream[BatchResult],
         result: BatchResult,
-        key: str | None,
-        folder: Path,
+        origin: _Request,
     ) -> None:
+        # a run that died began to save it in its folder: saved there (the same names replace
+        # what it may have written), so a task is saved once
+        folder = origin.folder or self._folder
+        assert folder is not None
+        key = origin.key
         try:
-            if not await self._record(result, key, folder):
+            if not await self._record(result, origin, folder):
                 return
             try:
                 # the task's own download: a Suno song saves every track (the first is reported)
@@ -707,11 +694,17 @@ def _typed(exc: GPTunnelError | OSError) -> GPTunnelError:
 
 @dataclass(frozen=True)
 class _Request:
-    """Which request a polled task answers: the batch hands it to the poller as the task's tag."""
+    """Which request a polled task answers: the batch hands it to the poller as the task's tag,
+    and what its outcome needs travels with it. Nothing is looked up by ``index``: a shared
+    batch's rows taken over from a run of another input may carry this run's indexes too."""
 
     raw: Any
     index: int
     tag: Any
+    key: str | None = None  # its journal row
+    folder: Path | None = None  # where a run that died began to save its file
+    repolled: bool = False  # an earlier run created it
+    written: anyio.Event | None = None  # set once its task id is journaled (outcome after)
 
 
 def _as_batch_result(outcome: PollResult) -> BatchResult:
