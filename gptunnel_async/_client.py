@@ -74,8 +74,9 @@ BASE_URL_ENV = "GPTUNNEL_BASE_URL"
 class WriteAhead(Protocol):
     """Told by the request path where a create stands, so a journal can record it in time.
 
-    ``on_wire`` is awaited after every local wait (gate, 429 pause, pacing, connection limit)
-    and immediately before the create's bytes leave; if it raises, nothing is sent.
+    ``on_wire`` is awaited after every local wait (gate, 429 pause, pacing, connection limit),
+    just before the gate's last look for a 429 pause and the create's first byte; if it raises,
+    nothing is sent (and if that look finds a pause, ``not_sent`` follows).
     ``not_sent`` is awaited as soon as the server certainly did not process the create (429,
     connection refused, an error answer) — before any retry wait.
     """
