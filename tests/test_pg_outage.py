@@ -406,3 +406,25 @@ def test_the_command_waits_for_its_journal_then_stops_with_one_line(
     assert len(errors) == 1 and "not back within 1.5 s" in errors[0], result.stderr
     assert "Traceback" not in result.output and "Group" not in result.output
     assert emu.counters.creates_total <= creates + 2  # at most those on the wire at the cut
+
+
+@pytest.mark.anyio
+async def test_a_socket_closed_before_the_connection_is_marked_broken_is_a_loss() -> None:
+    """psycopg can raise ``OperationalError("connection socket closed")`` on a terminated
+    session before it marks the connection broken: that is the database away (the create is
+    not sent, and waits for it), not a journal error that ends the batch (CI saw this)."""
+    import psycopg
+
+    from gptunnel_async.stores.postgres import PostgresJournal
+
+    class ClosedUnderfoot:
+        broken = closed = False
+
+        def execute(self, *args: Any) -> Any:
+            raise psycopg.OperationalError("connection socket closed")
+
+    journal = PostgresJournal("postgresql://nobody@127.0.0.1:1/none", "underfoot")
+    journal._conn = ClosedUnderfoot()
+    with pytest.raises(JournalAwayError):
+        await journal.mark_on_wire("k#0")
+    journal._conn = None  # nothing to close

@@ -487,7 +487,9 @@ class PostgresJournal:
             try:
                 return fn(conn)
             except psycopg.Error as exc:
-                if conn.broken or conn.closed:
+                # OperationalError: the session was terminated or its socket closed; psycopg
+                # may raise it before it marks the connection broken (seen in CI)
+                if conn.broken or conn.closed or isinstance(exc, psycopg.OperationalError):
                     raise _Lost(one_line(exc)) from None
                 raise JournalError(f"journal {self.where}: {one_line(exc)}") from None
 
