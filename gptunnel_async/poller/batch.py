@@ -559,11 +559,12 @@ class _Drain(_Stage):
     async def run(self, send: MemoryObjectSendStream[BatchResult]) -> None:
         async with send, anyio.create_task_group() as tg:
             async for outcome in self._poller:
-                result = _as_batch_result(outcome)
-                origin = None if isinstance(outcome, BatchResult) else outcome.tag
-                if not isinstance(origin, _Request):  # the feeder's own report, as it stood
-                    await self._deliver(send, result)
+                if isinstance(outcome, BatchResult):  # the feeder's own report, as it stood
+                    await self._deliver(send, outcome)
                     continue
+                origin = outcome.tag
+                assert isinstance(origin, _Request)
+                result = _as_batch_result(outcome, origin)
                 if origin.repolled:  # an earlier run created it
                     result = replace(result, from_journal=True)
                 if result.error is not None and result.error.status_code == 404:
@@ -707,15 +708,9 @@ class _Request:
     written: anyio.Event | None = None  # set once its task id is journaled (outcome after)
 
 
-def _as_batch_result(outcome: PollResult) -> BatchResult:
-    """A poller's outcome as the batch reports it, with its request and the caller's own tag.
-
-    Outcomes the feeder reported itself (no task to poll) are ``BatchResult`` already.
-    """
-    if isinstance(outcome, BatchResult):
-        return outcome
-    origin = outcome.tag
-    assert isinstance(origin, _Request)
+def _as_batch_result(outcome: PollResult, origin: _Request) -> BatchResult:
+    """A polled task's outcome as the batch reports it, with its request and the caller's own
+    tag (outcomes the feeder reported itself are ``BatchResult`` already)."""
     return BatchResult(
         id=outcome.id,
         ok=outcome.ok,
