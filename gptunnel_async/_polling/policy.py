@@ -40,8 +40,11 @@ _DRIFT_MIN = 8.0  # ... and at least this many finishes off (a handful proves no
 _DRIFT_SETTLE = 100  # ... only after this many finishes (from the start, and after each drift)
 _DRIFT_KEEP = 0.1  # ... on which the old records keep this weight
 _SURVIVAL_FLOOR = 0.01  # the test ignores looks past what the estimate has seen
-_FIRST_DONE_UNRESOLVED = 0.1  # above this share done at first look, the start may only fall
-_DONE_CALM, _DONE_ALARM = 0.3, 0.7  # that share: probes at the base rate below, at most above
+_FIRST_DONE_UNRESOLVED = 0.1  # this share more done at first look than expected: the start
+# may only fall
+_EXPECTED_DONE_CAP = 0.1  # a schedule expecting more done at its first poll echoes those tasks
+_DONE_CALM, _DONE_ALARM = 0.15, 0.5  # the excess: probes at the base rate below, at most above
+_EDGE_STEPS = 3  # the start: this many steps from q₁ to q₂ below q₁ (see ``schedule``)
 
 
 def _bin_of(seconds: float) -> int:
@@ -196,6 +199,33 @@ class DurationModel:
             self._dirty = self.rebuild_every
             self.drifts += 1
 
+    def _excess_done(self) -> float:
+        """How much larger the share of first looks finding the task done is than the
+        schedule expects (a first poll a little after the earliest finish finds a few done).
+
+        What it expects counts up to ``_EXPECTED_DONE_CAP`` only: tasks done at their first
+        look are shared by the estimate just below that look (it knows nothing lower), so an
+        estimate that expects a quarter done there mostly echoes those very tasks, and a model
+        whose lower edge sits below its prior's (50 s videos, prior from 60 s) would never be
+        probed: its first polls found a quarter done, 5 s late each, batch after batch.
+        """
+        sched = self._schedule
+        expected = sched.first_done if sched is not None else 0.0
+        return self.first_done - min(expected, _EXPECTED_DONE_CAP)
+
+    @property
+    def surprise(self) -> float:
+        """0 while first looks find about as many tasks done as the schedule expects,
+        rising to 1 when far more are (the schedule starts too late)."""
+        excess = self._excess_done()
+        return min(max((excess - _DONE_CALM) / (_DONE_ALARM - _DONE_CALM), 0.0), 1.0)
+
+    @property
+    def reach(self) -> float:
+        """How far below a first poll to look: a factor 4, up to 4³ when most first looks
+        are too late (a model 10x faster than its prior is found in two steps, not five)."""
+        return float(_REACH ** (1 + 2 * self.surprise))
+
     def _first_look(self, *, done: bool) -> None:
         """Track the share of first looks (probes included) that found the task done."""
         self.first_done += ((1.0 if done else 0.0) - self.first_done) / _FIRST_LOOK_MEMORY
@@ -232,7 +262,7 @@ class DurationModel:
             overlap = (upper - max(lower, _EDGES[first])) / (_EDGES[first + 1] - _EDGES[first])
             self._exposure[first] += self._inc * overlap / 2
         else:
-            self._live.add(_Finish.make(lower, upper, self._inc, _reach(self.first_done)))
+            self._live.add(_Finish.make(lower, upper, self._inc, self.reach))
             while len(self._live.finishes) > _LIVE:
                 self._commit(self._live.pop())
         self.observed += 1
@@ -260,7 +290,7 @@ class DurationModel:
         """
         sched = self._schedule
         seek = sched is None or sched.first_poll > sched.key[0]
-        first = self.unseen * _surprise(self.first_done) if seek else 0.0
+        first = self.unseen * self.surprise if seek else 0.0
         if self.observed < self._relearn_until and self.unseen > 0:
             # after a drift, a bracket between two looks is not shared by the estimate at
             # all: a wide one (polled sparsely because the old estimate put little there)
@@ -383,13 +413,18 @@ class DurationModel:
             self._density = counts
             self._survival = _survival_at_edges(counts)
             self._known_until = _support_end(counts)
-            # the earliest plausible finish: the first_quantile, extrapolated along the tail
-            # by one more such step (q²/q₂ with q₂ the quantile twice as far in). A few hundred
+            # the earliest plausible finish: the first_quantile q₁, extrapolated along the tail
+            # by _EDGE_STEPS steps from q₁ to q₂ (the quantile twice as far in). A few hundred
             # tasks do not show where the lower edge is, only how fast the tail thins near
-            # it; and a task done before the first poll waits all of it, not half a gap
-            low = _quantile(*self.counts(smoothed=False), first_quantile)
-            start = low * min(low / _quantile(*self.counts(smoothed=False), 2 * first_quantile), 1)
-            if sched is not None and self.first_done > _FIRST_DONE_UNRESOLVED:
+            # it: one step is where the edge lies on average, the others a margin for how
+            # loosely so few tasks place it. The costs are lopsided: starting a step early
+            # costs at most a request per task (the empty bins before the first finishes are
+            # polled at the pace of those finishes), a step late makes every task below the
+            # start wait all of it (200-1000 s images: 6 tasks of 100 waiting 7 s each)
+            raw = self.counts(smoothed=False)
+            low = _quantile(*raw, first_quantile)
+            start = low * min(low / _quantile(*raw, 2 * first_quantile), 1) ** _EDGE_STEPS
+            if sched is not None and self._excess_done() > _FIRST_DONE_UNRESOLVED:
                 # Some tasks are done at their first look, and where below it they finished
                 # is unknown: the estimate piles them just under it, so its low quantile sits
                 # inside that pile and would ratchet the first poll later at every rebuild.
@@ -603,6 +638,7 @@ class _Schedule:
     scale: float = 1.0  # the calibrated c, a good first guess for the next build
     open_gap: float | None = None  # a table cut short goes on every open_gap s
     start: float = 0.0  # the earliest plausible finish it was built for
+    first_done: float = 0.0  # the share of tasks it expects done at their first poll
 
     @staticmethod
     def build(
@@ -629,9 +665,15 @@ class _Schedule:
                 inv_sqrt_h.append(math.sqrt(max(survival - p / 2, 1e-12) * (hi - lo) / p))
                 last = i + 1
             else:
-                inv_sqrt_h.append(0.0)  # the hazard is unknown here: max_gap
+                inv_sqrt_h.append(0.0)  # nothing finishes here: max_gap (but see below)
             survival -= p
         end = _EDGES[last]
+        # before the first bin with mass (the start lies below the lowest finish seen, by a
+        # margin for where the lower edge may really be), poll at the pace of where the
+        # finishes begin: a step of max_gap from the start used to jump past them, and the
+        # tasks finishing there waited it whole
+        first_mass = next((k for k, g in enumerate(inv_sqrt_h) if g > 0), 0)
+        inv_sqrt_h[:first_mass] = [inv_sqrt_h[first_mass]] * first_mass
         first_bin = _bin_of(start)
         lo_s, hi_s = _EDGES[first_bin], _EDGES[first_bin + 1]
         p_s = probs[first_bin]
@@ -695,8 +737,11 @@ class _Schedule:
                     hi_c = mid
             return (lo_c, *walk(lo_c, lead, None))
 
+        # the fewest polls among the leads that meet the target (one whose first step no
+        # spacing can shorten may not: it would win on polls alone, at any delay)
         (scale, polls, delay), lead = min(
-            ((calibrated(lead), lead) for lead in _LEADS), key=lambda c: c[0][1]
+            ((calibrated(lead), lead) for lead in _LEADS),
+            key=lambda c: (c[0][2] > target_delay * (1 + 1e-6), c[0][1]),
         )
         times: list[float] = []
         walk(scale, lead, times)
@@ -709,7 +754,10 @@ class _Schedule:
             open_gap = naive_gap if end > times[-1] else None
             polls, delay = naive, naive_gap / 2
         key = (target_delay, min_gap, max_gap, naive_gap)
-        return _Schedule(key, tuple(times), delay, polls, scale, open_gap, start)
+        t = min(times[0], end)
+        i = min(_bin_of(t), last)
+        done = cdf[i] + probs[i] * max(min((t - _EDGES[i]) / (_EDGES[i + 1] - _EDGES[i]), 1), 0)
+        return _Schedule(key, tuple(times), delay, polls, scale, open_gap, start, done)
 
     @property
     def first_poll(self) -> float:
@@ -723,29 +771,27 @@ class _Schedule:
     def next_time(self, elapsed: float) -> float | None:
         """When to poll a task last polled at ``elapsed``; ``None`` past the end of the table.
 
-        The next table time, unless it is less than half its gap away: then the one after.
-        A task whose poll was jittered a little early, or that was polled on an older table
-        (it is rebuilt as the model learns), is out of phase with this one; snapping straight to
-        the next time would poll it again almost at once (about half a poll wasted each time),
-        while skipping a near one keeps its gaps one table gap long on average.
+        The next table time, unless it is less than half its gap away: then one table gap
+        later. A task whose poll was jittered a little early, or that was polled on an older
+        table (it is rebuilt as the model learns), is out of phase with this one; snapping
+        straight to the next time would poll it again almost at once (about half a poll
+        wasted each time), and skipping to the time after it would stretch this gap up to
+        1.5x the table's, past ``max_gap`` (a model that drifts rebuilds often: 3-6 s images
+        were seen 1.4x the target late). Its gaps stay the table's, a little out of phase.
         """
         times = self.times
         i = bisect.bisect_right(times, elapsed)
         if i < len(times):
             gap = times[i] - times[i - 1] if i > 0 else self.first_gap
             if times[i] - elapsed < gap / 2:
+                if i + 1 < len(times):
+                    return elapsed + (times[i + 1] - times[i])
                 i += 1
         if i < len(times):
             return times[i]
         if self.open_gap is not None:
             return elapsed + self.open_gap
         return None
-
-
-def _surprise(first_done: float) -> float:
-    """0 while few first looks find the task done (as a schedule that starts at the earliest
-    plausible finish expects), rising to 1 when most do (the schedule starts too late)."""
-    return min(max((first_done - _DONE_CALM) / (_DONE_ALARM - _DONE_CALM), 0.0), 1.0)
 
 
 def _survival_at_edges(probs: list[float]) -> list[float]:
@@ -768,12 +814,6 @@ def _interpolate(at_edges: list[float], seconds: float) -> float:
     i = _bin_of(seconds)
     lo, hi = _EDGES[i], _EDGES[i + 1]
     return at_edges[i] + (at_edges[i + 1] - at_edges[i]) * min((seconds - lo) / (hi - lo), 1.0)
-
-
-def _reach(first_done: float) -> float:
-    """How far below a first poll to look: a factor 4, up to 4³ when most first looks are
-    too late (a model 10x faster than its prior is found in two steps, not five)."""
-    return float(_REACH ** (1 + 2 * _surprise(first_done)))
 
 
 def _naive_polls(probs: list[float], gap: float) -> float:
@@ -956,7 +996,7 @@ class AdaptivePolicy:
         stats.probe_credit += self.explore_rate(model) if self.explore > 0 else 0.0
         if stats.probe_credit >= 1.0 - 1e-9:  # every 1/rate-th task, evenly (not by a coin toss)
             stats.probe_credit -= 1.0
-            first /= _reach(stats.first_done) ** self.rng.random()  # log-uniformly earlier
+            first /= stats.reach ** self.rng.random()  # log-uniformly earlier
         return max(first, self.min_interval / self.clock_scale)
 
     def explore_rate(self, model: str | None) -> float:
@@ -969,7 +1009,7 @@ class AdaptivePolicy:
         """
         if self.schedule_for(model).first_poll <= 2 * self._target(model):
             return 0.0  # done by the first poll, a task waited ≲ the target anyway
-        surprise = _surprise(self.model_stats(model).first_done)
+        surprise = self.model_stats(model).surprise
         return self.explore + (self.explore_max - self.explore) * surprise
 
     def next_delay(self, model: str | None, elapsed: float, polls: int, hint: TaskHint) -> float:
