@@ -222,8 +222,8 @@ class DurationModel:
 
     @property
     def reach(self) -> float:
-        """How far below a first poll to look: a factor 4, up to 4³ when most first looks
-        are too late (a model 10x faster than its prior is found in two steps, not five)."""
+        """How far below a first poll to look: a factor 4, up to 4³ when first looks are
+        far too late (a model 10x faster than its prior is found in two steps, not five)."""
         return float(_REACH ** (1 + 2 * self.surprise))
 
     def _first_look(self, *, done: bool) -> None:
@@ -281,9 +281,9 @@ class DurationModel:
         Without it an estimate could never grow mass where it has none: a model faster than
         its prior, whose tasks are all done at their first poll, would pile every finish just
         below that poll, and the first poll would never move earlier. It is ``unseen`` while
-        most first looks find the task done, none once they find it running (then the
-        estimate, which by then has seen where the finishes are, shares them all again), and
-        none either once the first poll comes within one target of creation: a task done by
+        far more first looks find the task done than the schedule expects (``surprise``),
+        none once they find it running (then the estimate, which by then has seen where the
+        finishes are, shares them all again), and none either once the first poll comes within one target of creation: a task done by
         then waited less than the target, there is nothing left to seek below, and the guess
         would only put phantom mass far below anything seen, which the schedule believes is
         detected early and pays for with wider gaps after it.
@@ -1003,9 +1003,10 @@ class AdaptivePolicy:
         """The share of new tasks whose first poll is a probe below the schedule's first poll.
 
         ``explore`` always: the cost of finding out, when the prior is right, that nothing
-        finishes earlier (one request per probe). Up to ``explore_max`` when many first looks
-        find the task already done: the schedule starts too late, and the probes (which count
-        as first looks too) find out how much; once they come back "running", the rate falls.
+        finishes earlier (one request per probe). Up to ``explore_max`` when far more first
+        looks find the task already done than the schedule expects: it starts too late, and
+        the probes (which count as first looks too) find out how much; once they come back
+        "running", the rate falls.
         """
         if self.schedule_for(model).first_poll <= 2 * self._target(model):
             return 0.0  # done by the first poll, a task waited ≲ the target anyway
