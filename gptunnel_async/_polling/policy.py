@@ -283,10 +283,11 @@ class DurationModel:
         below that poll, and the first poll would never move earlier. It is ``unseen`` while
         far more first looks find the task done than the schedule expects (``surprise``),
         none once they find it running (then the estimate, which by then has seen where the
-        finishes are, shares them all again), and none either once the first poll comes within one target of creation: a task done by
-        then waited less than the target, there is nothing left to seek below, and the guess
-        would only put phantom mass far below anything seen, which the schedule believes is
-        detected early and pays for with wider gaps after it.
+        finishes are, shares them all again), and none either once the first poll comes
+        within one target of creation: a task done by then waited less than the target,
+        there is nothing left to seek below, and the guess would only put phantom mass far
+        below anything seen, which the schedule believes is detected early and pays for with
+        wider gaps after it.
         """
         sched = self._schedule
         seek = sched is None or sched.first_poll > sched.key[0]
