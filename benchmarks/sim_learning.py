@@ -16,6 +16,7 @@ ideal naive loop on the same tasks (``ceil(T)`` polls, ~0.5 s delay):
 
     python benchmarks/sim_learning.py [--quick] [--only spreads,drift,cost]
     python benchmarks/sim_learning.py --cell image:2:3 [--cell video:10:2:0.333] [--seeds 5]
+    python benchmarks/sim_learning.py --only spreads,drift --draw 1   # the grid on other seeds
 
 ``--cell kind:lo:ratio[:factor]`` runs single cells (with ``factor``, the drift run) on the
 grid's own seeds, and with ``--seeds N`` on N-1 more, to tell a real miss from one draw's luck.
@@ -43,6 +44,7 @@ from sim_policy import simulate  # noqa: E402
 from gptunnel_async import AdaptivePolicy  # noqa: E402
 
 MODELS = {"image": IMAGE_MODEL, "video": VIDEO_MODEL}
+SEED_STEP = 1_000_003  # another draw of a cell: its seed plus this many times the draw's number
 BATCH = 100  # tasks per batch, all in flight
 SLACK = 1.25  # mean delay within this factor of the kind's target
 
@@ -118,11 +120,11 @@ def cells(specs: list[str], seeds: int) -> bool:
         factor = [1 / round(1 / f) if f < 1 else f for f in factor]  # 0.333 is the grid's 1/3
         for k in range(seeds):
             if factor:
-                seed = drift_seed(lo, ratio, factor[0]) + 1_000_003 * k
+                seed = drift_seed(lo, ratio, factor[0]) + SEED_STEP * k
                 batches = drift_cell(kind, lo, ratio, factor[0], seed)
                 judged, shown = batches[5], batches[2:]
             else:
-                seed = spread_seed(kind, lo, ratio) + 1_000_003 * k
+                seed = spread_seed(kind, lo, ratio) + SEED_STEP * k
                 batches = spread_cell(kind, lo, ratio, seed)
                 judged, shown = batches[-1], batches
             ok &= judged.ok
@@ -130,7 +132,7 @@ def cells(specs: list[str], seeds: int) -> bool:
     return ok
 
 
-def spreads(quick: bool) -> bool:
+def spreads(quick: bool, draw: int = 0) -> bool:
     los, ratios = grid(quick)
     print("### Any true duration: batch 1 / 2 / 3 of 100 (all in flight), fresh policy\n")
     print("Each cell: mean delay ÷ the kind's target / × fewer requests than the naive 1 s loop")
@@ -141,14 +143,15 @@ def spreads(quick: bool) -> bool:
     for kind in MODELS:
         for lo in los:
             for ratio in ratios:
-                batches = spread_cell(kind, lo, ratio, spread_seed(kind, lo, ratio))
+                seed = spread_seed(kind, lo, ratio) + SEED_STEP * draw
+                batches = spread_cell(kind, lo, ratio, seed)
                 ok &= batches[-1].ok
                 cells = " | ".join(b.cell() for b in batches)
                 print(f"| {kind} | {lo:g}-{lo * ratio:g} s | {cells} |")
     return ok
 
 
-def drift(quick: bool) -> bool:
+def drift(quick: bool, draw: int = 0) -> bool:
     los, ratios = grid(quick)
     print("\n### Drift: 3 batches, then the model becomes 3x faster or slower\n")
     print("Cells as above, for the batches *after* the change; pass = batch 3 after it ✓")
@@ -161,7 +164,7 @@ def drift(quick: bool) -> bool:
             for ratio in ratios:
                 for factor in (1 / 3, 3.0):
                     hi = lo * ratio
-                    seed = drift_seed(lo, ratio, factor)
+                    seed = drift_seed(lo, ratio, factor) + SEED_STEP * draw
                     batches = drift_cell(kind, lo, ratio, factor, seed)
                     ok &= batches[5].ok
                     change = "3x faster" if factor < 1 else "3x slower"
@@ -170,7 +173,7 @@ def drift(quick: bool) -> bool:
     return ok
 
 
-def cost(quick: bool) -> bool:
+def cost(quick: bool, draw: int = 0) -> bool:
     seeds = 2 if quick else 6
     n = 300 if quick else 1000
     print("\n### Exploration's cost on the right prior (the kind's own spread)\n")
@@ -216,6 +219,9 @@ def main() -> None:
     p.add_argument("--only", default="spreads,drift,cost")
     p.add_argument("--cell", action="append", default=[], help="kind:lo:ratio[:factor]")
     p.add_argument("--seeds", type=int, default=1, help="with --cell: seeds per cell")
+    p.add_argument(
+        "--draw", type=int, default=0, help="the grid on other seeds: 1, 2, ... (cost: unchanged)"
+    )
     args = p.parse_args()
     figures = {"spreads": spreads, "drift": drift, "cost": cost}
     started = time.perf_counter()
@@ -225,7 +231,7 @@ def main() -> None:
         sys.exit(0 if ok else MISSED)
     ok = True
     for name in args.only.split(","):
-        ok &= figures[name](args.quick)
+        ok &= figures[name](args.quick, args.draw)
     print(f"\n_{'PASS' if ok else 'FAIL'} (took {time.perf_counter() - started:.0f} s)_")
     sys.exit(0 if ok else MISSED)
 
