@@ -116,10 +116,22 @@ def _serve_main(argv: Sequence[str]) -> int:
     )
 
     class BenchEmulator(Emulator):
+        def __init__(self, config: EmulatorConfig) -> None:
+            super().__init__(config)
+            #: when the server last had a result request for each task (time.monotonic()):
+            #: the poll that found it done, so a detection delay splits into the schedule's
+            #: part and the way back to the caller
+            self.last_poll: dict[str, float] = {}
+
         async def handle(self, request: Request) -> Any:
             if request.path.startswith("/_bench/"):
                 body = json.loads(request.body or b"{}")
                 return json_response(self._control(request.path[len("/_bench/") :], body))
+            if request.path == "/v1/media/result":
+                task_id = request.query.get("task_id")
+                if task_id is None and request.body:
+                    task_id = json.loads(request.body).get("task_id")
+                self.last_poll[str(task_id)] = request.received or time.monotonic()
             return await super().handle(request)
 
         def _control(self, op: str, body: dict[str, Any]) -> Any:
@@ -133,6 +145,7 @@ def _serve_main(argv: Sequence[str]) -> int:
                         for m, (lo, hi) in body["durations"].items()
                     }
                 self.reset()
+                self.last_poll.clear()
                 return {"ok": True, "now": time.monotonic()}
             if op == "faults":
                 f = self.faults
@@ -151,6 +164,7 @@ def _serve_main(argv: Sequence[str]) -> int:
                         "t_created": task.t_created if task else None,
                         "t_end": task.t_end if task else None,
                         "requests": c.requests_by_task.get(tid, 0),
+                        "t_last_poll": self.last_poll.get(tid),
                     }
                 return out
             if op == "counters":

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -35,6 +35,9 @@ class BatchResult:
     durations: list[float]  # real-time seconds
     wall: float
     failed: int
+    #: real-time seconds from each finish to the server having the poll that found it done:
+    #: the schedule's part of the delay (plus the way there); the rest is the way back
+    seen: list[float] = field(default_factory=list)
 
     @property
     def req_per_task(self) -> float:
@@ -115,13 +118,15 @@ async def run_batch(
                             slots.release()
         wall = anyio.current_time() - t0
         info = await ctl(ctl_http, url, "tasks", ids=ids)
-    polls, delays, durations = [], [], []
+    polls, delays, durations, seen = [], [], [], []
     for tid in ids:
         rec = info[tid]
         polls.append(rec["requests"])
         delays.append((yielded[tid] - rec["t_end"]) * time_scale)
         durations.append((rec["t_end"] - rec["t_created"]) * time_scale)
-    return BatchResult(label, n, polls, delays, durations, wall, failed)
+        if rec.get("t_last_poll") is not None:
+            seen.append((rec["t_last_poll"] - rec["t_end"]) * time_scale)
+    return BatchResult(label, n, polls, delays, durations, wall, failed, seen)
 
 
 def sdk_policy(time_scale: float, **kw: Any) -> AdaptivePolicy:
