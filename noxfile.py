@@ -108,8 +108,9 @@ def benchmarks(session: nox.Session) -> None:
     quick = ["--quick", "--only", "requests,scale,throughput,limits,shared"]
     session.run(PY, "benchmarks/run_all.py", *quick)
     session.run(PY, "benchmarks/sim_policy.py", "--seeds", "1", "--tasks", "200")
-    # ~1 min, deterministic; a smoke run here: a missed cell (exit 3: issue #10 still open for
-    # a few cells) is reported, not a gate; a crash (exit 1) fails the session
+    # ~1 min, deterministic; a smoke run here: a missed cell (exit 3) is reported, not a gate
+    # (the figure is the full grid, with its seeds, in benchmarks/README.md); a crash (exit 1)
+    # fails the session
     session.run(PY, "benchmarks/sim_learning.py", "--quick", success_codes=[0, 3])
     session.run(PY, "benchmarks/bound.py")
 
