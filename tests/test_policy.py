@@ -159,6 +159,19 @@ def test_a_table_starting_below_the_first_finishes_meets_its_target(start: float
 
 
 @pytest.mark.parametrize("seed", range(4))
+def test_images_of_one_to_two_seconds_settle_instead_of_oscillating(seed: int) -> None:
+    """Every task running at the first look shares the bracket up to the second poll, split by
+    what the estimate already believes, so what lies inside it is never seen. A wide gap out of
+    a thin bin just above the first poll (1-2 s images: polls at 1.0 s and 2.9 s) jumped past
+    the bulk batch after batch: one batch in three was 1.3-1.6x the target late. The gap after
+    the first poll no longer steps over bins whose own gap is shorter."""
+    policy = AdaptivePolicy(rng=random.Random(seed))
+    rng = random.Random(200 + seed)
+    delays = [batch(policy, IMAGE, log_uniform(rng, 1.0, 2.0))[1] for _ in range(8)]
+    assert max(delays[2:]) <= 1.25 * 0.93
+
+
+@pytest.mark.parametrize("seed", range(4))
 def test_tasks_near_the_lower_edge_are_not_left_waiting_before_the_first_poll(seed: int) -> None:
     """Two hundred finishes place the lower edge only roughly, and a task done before the
     first poll waits all of it: a table starting at the edge they suggest left ~1 % of

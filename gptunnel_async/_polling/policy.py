@@ -688,6 +688,7 @@ class _Schedule:
             i = first_bin
             g = min(max(scale * inv_sqrt_h[i] or max_gap, min_gap), max_gap)
             t = max(start + lead * g, min_gap)
+            first_poll = t
             # delay is counted for the tasks finishing after ``start`` only: what finishes
             # before it (a stale tail of the prior, at most ``first_quantile``) is not chased
             # here — that is the exploration's job — and would otherwise inflate the delay of
@@ -713,6 +714,20 @@ class _Schedule:
                 if t >= end:
                     break
                 g = min(max(scale * inv_sqrt_h[i] or max_gap, min_gap), max_gap)
+                if t == first_poll:
+                    # The gap after the first poll does not step over bins whose own gap is
+                    # shorter: it ends where they begin, or is theirs. Every task running at
+                    # the first look shares that one bracket, which the estimate splits as it
+                    # already believes, so what lies inside it is never seen; a wide gap out
+                    # of a thin bin just above the first poll jumped past the bulk for good
+                    # (1-2 s images: polls at 1.0 s and 2.9 s, 1.5x the target late, while the
+                    # estimate, seeing nothing to contradict it, kept a quarter at 2-3 s).
+                    for j in range(i + 1, last):
+                        if _EDGES[j] >= t + g:
+                            break
+                        if inv_sqrt_h[j] > 0:
+                            ahead = min(max(scale * inv_sqrt_h[j], min_gap), max_gap)
+                            g = min(g, max(_EDGES[j] - t, ahead))
                 t += g
             else:  # table cut short: the rest is polled every g (``open_gap``), counted so
                 # (leaving it out would make a tighter, longer table look cheaper than it is)
