@@ -16,6 +16,7 @@ ideal naive loop on the same tasks (``ceil(T)`` polls, ~0.5 s delay):
 
     python benchmarks/sim_learning.py [--quick] [--only spreads,drift,cost]
     python benchmarks/sim_learning.py --cell image:2:3 [--cell video:10:2:0.333] [--seeds 5]
+    python benchmarks/sim_learning.py --cell image:1:2 --seeds 6 --batches 8   # does it stay?
     python benchmarks/sim_learning.py --only spreads,drift --draw 1   # the grid on other seeds
 
 ``--cell kind:lo:ratio[:factor]`` runs single cells (with ``factor``, the drift run) on the
@@ -99,9 +100,9 @@ def drift_seed(lo: float, ratio: float, factor: float) -> int:
     return int(lo * 100 + ratio * 7 + factor * 1000) + 90_000
 
 
-def spread_cell(kind: str, lo: float, ratio: float, seed: int) -> list[Batch]:
+def spread_cell(kind: str, lo: float, ratio: float, seed: int, batches: int = 3) -> list[Batch]:
     policy = AdaptivePolicy(rng=random.Random(seed))
-    return run_batches(policy, kind, [(lo, lo * ratio)] * 3, seed)
+    return run_batches(policy, kind, [(lo, lo * ratio)] * batches, seed)
 
 
 def drift_cell(kind: str, lo: float, ratio: float, factor: float, seed: int) -> list[Batch]:
@@ -110,10 +111,12 @@ def drift_cell(kind: str, lo: float, ratio: float, factor: float, seed: int) -> 
     return run_batches(policy, kind, [(lo, hi)] * 3 + [(lo * factor, hi * factor)] * 4, seed)
 
 
-def cells(specs: list[str], seeds: int) -> bool:
+def cells(specs: list[str], seeds: int, longer: int = 3) -> bool:
     """Single cells, on the grid's seed and ``seeds - 1`` more (the pass figure is batch 3 of
-    the spread run, or batch 3 after the change of the drift run)."""
+    the spread run, or batch 3 after the change of the drift run). ``longer`` > 3 runs a spread
+    that many batches and judges every one from the third: does it stay there?"""
     ok = True
+    judged_n = missed_n = 0
     for spec in specs:
         kind, *nums = spec.split(":")
         lo, ratio, *factor = (float(x) for x in nums)
@@ -122,13 +125,16 @@ def cells(specs: list[str], seeds: int) -> bool:
             if factor:
                 seed = drift_seed(lo, ratio, factor[0]) + SEED_STEP * k
                 batches = drift_cell(kind, lo, ratio, factor[0], seed)
-                judged, shown = batches[5], batches[2:]
+                shown, verdicts = batches[2:], [batches[5].ok]
             else:
                 seed = spread_seed(kind, lo, ratio) + SEED_STEP * k
-                batches = spread_cell(kind, lo, ratio, seed)
-                judged, shown = batches[-1], batches
-            ok &= judged.ok
+                batches = spread_cell(kind, lo, ratio, seed, max(longer, 3))
+                shown, verdicts = batches, [b.ok for b in batches[2:]]
+            ok &= all(verdicts)
+            judged_n += len(verdicts)
+            missed_n += verdicts.count(False)
             print(f"{spec} seed {seed}: " + " | ".join(b.cell() for b in shown), flush=True)
+    print(f"\njudged batches: {judged_n}, missed: {missed_n}")
     return ok
 
 
@@ -220,13 +226,16 @@ def main() -> None:
     p.add_argument("--cell", action="append", default=[], help="kind:lo:ratio[:factor]")
     p.add_argument("--seeds", type=int, default=1, help="with --cell: seeds per cell")
     p.add_argument(
+        "--batches", type=int, default=3, help="with --cell: batches per spread, all judged from 3"
+    )
+    p.add_argument(
         "--draw", type=int, default=0, help="the grid on other seeds: 1, 2, ... (cost: unchanged)"
     )
     args = p.parse_args()
     figures = {"spreads": spreads, "drift": drift, "cost": cost}
     started = time.perf_counter()
     if args.cell:
-        ok = cells(args.cell, args.seeds)
+        ok = cells(args.cell, args.seeds, args.batches)
         print(f"\n_{'PASS' if ok else 'FAIL'} (took {time.perf_counter() - started:.0f} s)_")
         sys.exit(0 if ok else MISSED)
     ok = True
