@@ -685,8 +685,13 @@ class _Schedule:
             """(mean polls, mean delay) of a task polled at the times ``scale`` and ``lead``
             give (collected into ``times`` if given): one pass, F and ∫s·f(s)ds under a
             density uniform within each bin."""
+
+            def gap_at(k: int) -> float:
+                """Bin ``k``'s gap: ``c/√h`` clamped, ``max_gap`` where nothing finishes."""
+                return min(max(scale * inv_sqrt_h[k] or max_gap, min_gap), max_gap)
+
             i = first_bin
-            g = min(max(scale * inv_sqrt_h[i] or max_gap, min_gap), max_gap)
+            g = gap_at(i)
             t = max(start + lead * g, min_gap)
             first_poll = t
             # delay is counted for the tasks finishing after ``start`` only: what finishes
@@ -713,7 +718,7 @@ class _Schedule:
                     times.append(t)
                 if t >= end:
                     break
-                g = min(max(scale * inv_sqrt_h[i] or max_gap, min_gap), max_gap)
+                g = gap_at(i)
                 if t == first_poll:
                     # The gap after the first poll does not step over bins whose own gap is
                     # shorter: it ends where they begin, or is theirs. Every task running at
@@ -726,8 +731,7 @@ class _Schedule:
                         if _EDGES[j] >= t + g:
                             break
                         if inv_sqrt_h[j] > 0:
-                            ahead = min(max(scale * inv_sqrt_h[j], min_gap), max_gap)
-                            g = min(g, max(_EDGES[j] - t, ahead))
+                            g = min(g, max(_EDGES[j] - t, gap_at(j)))
                 t += g
             else:  # table cut short: the rest is polled every g (``open_gap``), counted so
                 # (leaving it out would make a tighter, longer table look cheaper than it is)
