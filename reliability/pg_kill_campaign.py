@@ -7,12 +7,13 @@ Four ``gptunnel batch prompts.txt -o wN --journal postgresql://... --batch NAME`
 (the real command, each with its own output folder) work one batch in a database made for the
 run (dropped after). Every few seconds a random live worker is SIGKILLed (its own pid) and
 started again, into the same folder, after a short pause, until the batch's rows are all
-final. The emulator runs in its own process (``_emulator.py``'s campaign emulator, plus a log
-of every result poll) with 429 bursts about every second, and 5xx answers and dropped
-connections on polls and downloads; creates meet only the bursts and latency, so every
-"outcome unknown" must come from a kill. Once, mid-run, the database goes away for a few
-seconds (``ALLOW_CONNECTIONS false`` and ``pg_terminate_backend`` of every session of the
-workers), then comes back.
+final; ``--quick`` also kills at least once per 13th of the batch saved, so a fast machine,
+which saves it in fewer kill intervals, is not spared. The emulator runs in its own process
+(``_emulator.py``'s campaign emulator, plus a log of every result poll) with 429 bursts about
+every second, and 5xx answers and dropped connections on polls and downloads; creates meet
+only the bursts and latency, so every "outcome unknown" must come from a kill. Once, mid-run,
+the database goes away for a few seconds (``ALLOW_CONNECTIONS false`` and
+``pg_terminate_backend`` of every session of the workers), then comes back.
 
 A trigger the campaign adds to the journal table records every change of every row (state,
 owner, server time), so the audit knows, for each kill, exactly which rows the killed worker
@@ -80,6 +81,7 @@ class Settings:
     kill_every: tuple[float, float] = (2.0, 5.0)  # seconds between two kills
     restart_after: tuple[float, float] = (0.5, 3.0)  # a killed worker is started again after
     max_kills: int = 400
+    min_kills: int = 0  # ... and at least one each time another 1/(min_kills + 1) is saved
     concurrency: int = 8
     max_pending: int = 40
     timeout: float = 1800.0  # the whole run (a loaded 2-core machine is slow)
@@ -101,10 +103,11 @@ class Settings:
 
 
 def quick_settings() -> Settings:
-    """The CI size: 160 prompts, a kill every 1-2.5 s, one short outage."""
+    """The CI size: 160 prompts, a kill every 1-2.5 s and at least 12 whatever the machine's
+    speed (a fast one saves the batch in less than 12 kill intervals), one short outage."""
     return Settings(
         prompts=160, kill_every=(1.0, 2.5), restart_after=(0.3, 1.5), timeout=240.0,
-        outage_seconds=2.0,
+        outage_seconds=2.0, min_kills=12,
     )  # fmt: skip
 
 
@@ -347,6 +350,7 @@ def run_workers(
     kills: list[Kill] = []
     outage: Outage | None = None
     complete = False
+    saved = 0
     deadline = time.monotonic() + s.timeout
     next_kill = time.monotonic() + rng.uniform(*s.kill_every)
     next_check = 0.0
@@ -386,7 +390,8 @@ def run_workers(
             if all(w.finished for w in workers):
                 return workers, kills, outage, True
             live = [w for w in workers if w.proc is not None]
-            if now >= next_kill and not complete and live and len(kills) < s.max_kills:
+            owed = min(s.min_kills, saved * (s.min_kills + 1) // s.prompts) > len(kills)
+            if (now >= next_kill or owed) and not complete and live and len(kills) < s.max_kills:
                 w = rng.choice(live)
                 assert w.proc is not None
                 pid = w.proc.pid
