@@ -176,7 +176,7 @@ async def _pinned_connections(url: str, stack: AsyncExitStack) -> list[httpx.Asy
     one by one do go round, and a kept-alive connection stays with its worker."""
     share = GENERATIONS // WORKERS
     pool: dict[int, list[httpx.AsyncClient]] = {}
-    with anyio.fail_after(STARTUP):
+    with anyio.move_on_after(STARTUP) as scope:
         while sum(len(v) for v in pool.values()) < share * WORKERS:
             http = httpx.AsyncClient(
                 base_url=url, timeout=120, limits=httpx.Limits(max_connections=1)
@@ -195,6 +195,9 @@ async def _pinned_connections(url: str, stack: AsyncExitStack) -> list[httpx.Asy
                 stack.push_async_callback(http.aclose)
             else:
                 await http.aclose()
+    if scope.cancelled_caught:
+        shares = {pid: len(v) for pid, v in pool.items()}
+        raise AssertionError(f"no even spread of connections in {STARTUP:g} s: {shares}")
     return [worker[n] for n in range(share) for worker in pool.values()]  # round the workers
 
 
